@@ -1,0 +1,164 @@
+"""The targets' databases: schema made by each app itself, users seeded straight into the table.
+
+Hashing a password per seeded user would take hours for 100,000 users, so every seeded user
+gets one precomputed hash of the same password, made with the app's own parameters (a login
+then never needs a rehash).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from argon2 import PasswordHasher, Type
+from werkzeug.security import generate_password_hash
+
+from .servers import BENCH, VENV_BIN
+
+SEED_PASSWORD = "bench-seeded-password-7"  # noqa: S105  (the benchmark users' password)
+MIGRATE_TIMEOUT = 120.0
+BENCH_DATABASE = "quart_app_bench"
+
+
+def username(number: int) -> str:
+    return f"user{number:06d}"
+
+
+ARGON2_SETTINGS = ("ARGON2_TIME_COST", "ARGON2_MEMORY_COST", "ARGON2_PARALLELISM")
+
+
+def argon2_settings(app_dir: Path, env: Mapping[str, str]) -> dict[str, int]:
+    """quart_app.config.DEFAULTS' argon2 parameters, read by a Python of their own.
+
+    Importing quart_app builds its app (and its instance folder) as a side effect; a child
+    process with a throwaway QUART_INSTANCE_PATH keeps that out of the benchmark.
+    """
+    code = (
+        "import json; from quart_app.config import DEFAULTS; "
+        f"print(json.dumps({{k: DEFAULTS[k] for k in {ARGON2_SETTINGS!r}}}))"
+    )
+    done = subprocess.run(  # noqa: S603  (fixed argv, no shell)
+        [str(VENV_BIN / "python"), "-c", code],
+        cwd=app_dir,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=MIGRATE_TIMEOUT,
+    )
+    return {key: int(value) for key, value in json.loads(done.stdout.splitlines()[-1]).items()}
+
+
+def app_hasher(settings: Mapping[str, int]) -> PasswordHasher:
+    """argon2id with quart_app's own parameters."""
+    return PasswordHasher(
+        time_cost=settings["ARGON2_TIME_COST"],
+        memory_cost=settings["ARGON2_MEMORY_COST"],
+        parallelism=settings["ARGON2_PARALLELISM"],
+        type=Type.ID,
+    )
+
+
+def migrate_quart_app(app_dir: Path, env: Mapping[str, str], log: Path) -> None:
+    """Let quart_app create its schema, as it does on start (`quart --app quart_app migrate`)."""
+    with log.open("ab") as output:
+        subprocess.run(  # noqa: S603  (fixed argv, no shell)
+            [str(VENV_BIN / "quart"), "--app", "quart_app", "migrate"],
+            cwd=app_dir,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=MIGRATE_TIMEOUT,
+        )
+
+
+def _quart_app_rows(count: int, password_hash: str) -> Iterator[tuple[str, str, str, bool]]:
+    for number in range(count):
+        name = username(number)
+        yield name, name.casefold(), password_hash, True
+
+
+def seed_quart_app_sqlite(path: Path, count: int, hasher: PasswordHasher) -> None:
+    """Insert count users into quart_app's `users` table of a SQLite file."""
+    password_hash = hasher.hash(SEED_PASSWORD)
+    # Tortoise's own text form of an aware datetime, as the app writes created_at.
+    created_at = str(datetime.now(UTC))
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO users (username, username_key, password_hash, is_active, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            ((*row, created_at) for row in _quart_app_rows(count, password_hash)),
+        )
+    db.close()
+
+
+async def seed_quart_app_postgres(url: str, count: int, hasher: PasswordHasher) -> None:
+    """Insert count users into quart_app's `users` table on PostgreSQL (COPY)."""
+    password_hash = hasher.hash(SEED_PASSWORD)
+    created_at = datetime.now(UTC)
+    connection = await asyncpg.connect(_dsn(url))
+    try:
+        await connection.copy_records_to_table(
+            "users",
+            records=[(*row, created_at) for row in _quart_app_rows(count, password_hash)],
+            columns=["username", "username_key", "password_hash", "is_active", "created_at"],
+        )
+    finally:
+        await connection.close()
+
+
+def init_flask_original(python: Path, env: Mapping[str, str], log: Path) -> None:
+    """Let the Flask original create its tables, as its create_app does on start."""
+    with log.open("ab") as output:
+        subprocess.run(  # noqa: S603  (fixed argv, no shell)
+            [str(python), "-c", "from flask_original import create_app; create_app()"],
+            cwd=BENCH,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=MIGRATE_TIMEOUT,
+        )
+
+
+def seed_flask_original(path: Path, count: int) -> None:
+    """Insert count users, with werkzeug's default hash, into the Flask original's table."""
+    password_hash = generate_password_hash(SEED_PASSWORD)
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO users (username, password_hash) VALUES (?, ?)",
+            ((username(number), password_hash) for number in range(count)),
+        )
+    db.close()
+
+
+def _dsn(url: str) -> str:
+    """asyncpg's form of a Tortoise URL (postgres:// and its query options dropped)."""
+    parts = urlsplit(url)
+    return urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
+
+
+def bench_database_url(server_url: str) -> str:
+    """The URL of the benchmark's own database on the server that server_url names."""
+    parts = urlsplit(server_url)
+    return urlunsplit(("postgres", parts.netloc, f"/{BENCH_DATABASE}", "", ""))
+
+
+async def recreate_database(server_url: str, *, drop_only: bool = False) -> None:
+    """Drop the benchmark database on that server, then (unless drop_only) create it empty."""
+    parts = urlsplit(server_url)
+    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    connection = await asyncpg.connect(admin)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        if not drop_only:
+            await connection.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    finally:
+        await connection.close()

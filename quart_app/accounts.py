@@ -1,0 +1,225 @@
+"""The accounts service: registration and authentication rules, shared by pages and API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import unicodedata
+from functools import cache
+from typing import Any, cast
+
+from quart import current_app
+from quart_babel import gettext as _
+from tortoise.exceptions import IntegrityError
+from werkzeug.exceptions import BadRequest, Conflict, Unauthorized
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+from . import sessions, tokens
+from .i18n import _l
+from .models import USERNAME_MAX, User
+from .passwords import PasswordHasher, normalize
+from .throttle import Throttle, Throttled
+
+logger = logging.getLogger("quart_app.auth")
+
+USERNAME_MIN = 2
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024
+USERNAME_PUNCTUATION = frozenset("_-.")
+LOGIN_FAILED = _l("Invalid username or password.")
+
+
+class InvalidField(BadRequest):
+    """A submitted field breaks a rule; `field` names it for the form or the JSON error."""
+
+    error_code = "invalid_field"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UsernameTaken(Conflict):
+    error_code = "username_taken"
+    description = _l("That username is already taken.")
+    field = "username"
+
+
+class InvalidCredentials(Unauthorized):
+    """The one answer for an unknown user, a wrong password and a disabled account."""
+
+    error_code = "invalid_credentials"
+    description = LOGIN_FAILED
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of zxcvbn's list (Xato's 10M-password corpus)."""
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def username_key(username: str) -> str:
+    """The form two usernames share when they differ only by case or Unicode form."""
+    folded = unicodedata.normalize("NFKC", username).strip().casefold()
+    return unicodedata.normalize("NFKC", folded)
+
+
+def clean_username(raw: str) -> str:
+    """The username as it will be stored and shown, or InvalidField."""
+    username = unicodedata.normalize("NFKC", raw).strip()
+    if not USERNAME_MIN <= len(username) <= USERNAME_MAX:
+        raise InvalidField(
+            "username",
+            _(
+                "Username must be %(min)d to %(max)d characters long.",
+                min=USERNAME_MIN,
+                max=USERNAME_MAX,
+            ),
+        )
+    for position, char in enumerate(username):
+        category = unicodedata.category(char)
+        allowed = (
+            category[0] == "L"
+            or category == "Nd"
+            or char in USERNAME_PUNCTUATION
+            # Combining marks belong to letters in many scripts (Devanagari, Thai, ...).
+            or (category[0] == "M" and position > 0)
+        )
+        if not allowed:
+            raise InvalidField(
+                "username", _("Username may contain only letters, digits, '_', '-' and '.'.")
+            )
+    return username
+
+
+def check_password(password: str, username: str) -> None:
+    """Apply NIST SP 800-63B: length, not common, not the username; no composition rules."""
+    if "\x00" in password:
+        raise InvalidField("password", _("Password must not contain NUL characters."))
+    if not _encodable(password):
+        raise InvalidField("password", _("Password contains characters that are not allowed."))
+    normalized = normalize(password)
+    if not PASSWORD_MIN <= len(normalized) <= PASSWORD_MAX or len(password) > PASSWORD_MAX:
+        raise InvalidField(
+            "password",
+            _(
+                "Password must be %(min)d to %(max)d characters long.",
+                min=PASSWORD_MIN,
+                max=PASSWORD_MAX,
+            ),
+        )
+    folded = normalized.casefold()
+    if folded in common_passwords():
+        raise InvalidField("password", _("This password is too common. Please choose another."))
+    if username_key(username) in folded:
+        raise InvalidField("password", _("Password must not contain the username."))
+
+
+async def register(raw_username: str, password: str, client: str) -> User:
+    """Create an account, or raise InvalidField, UsernameTaken or Throttled."""
+    username = clean_username(raw_username)
+    check_password(password, username)
+    try:
+        await _throttle().hit("REGISTRATIONS_PER_ADDRESS", client)
+    except Throttled:
+        log_event("register_throttled", ip=client)
+        raise
+    user = await create_user(username, password)
+    log_event("register", user_id=user.id, username=user.username, ip=client)
+    return user
+
+
+async def create_user(username: str, password: str) -> User:
+    """Insert an account whose name and password already passed the rules."""
+    password_hash = await _hasher().hash(password)
+    try:
+        # The unique index decides between two registrations of one name.
+        return await User.create(
+            username=username, username_key=username_key(username), password_hash=password_hash
+        )
+    except IntegrityError:
+        raise UsernameTaken() from None
+
+
+async def authenticate(raw_username: str, password: str, client: str) -> User:
+    """The user these credentials name, or InvalidCredentials or Throttled."""
+    throttle = _throttle()
+    key = username_key(raw_username)
+    # A digest keeps the limiter's keys short whatever length of name is sent.
+    account = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()
+    try:
+        await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", client)
+        # Counted before the check, so parallel guesses cannot slip past the limit.
+        await throttle.hit("LOGIN_FAILURES_PER_ACCOUNT", account)
+    except Throttled:
+        log_event("login_throttled", ip=client)
+        raise
+    hasher = _hasher()
+    # A key no account can have is not looked up (PostgreSQL refuses NUL in text).
+    possible = 0 < len(key) <= 4 * USERNAME_MAX and "\x00" not in key and _encodable(key)
+    user = await User.get_or_none(username_key=key) if possible else None
+    if user is None or "\x00" in password or len(password) > PASSWORD_MAX:
+        await hasher.dummy_verify(password[:PASSWORD_MAX])
+        log_event("login_failed", known_user=False, ip=client)
+        raise InvalidCredentials()
+    if not await hasher.verify(user.password_hash, password) or not user.is_active:
+        log_event("login_failed", user_id=user.id, ip=client)
+        raise InvalidCredentials()
+    await throttle.clear("LOGIN_FAILURES_PER_ACCOUNT", account)
+    if hasher.needs_rehash(user.password_hash):
+        user.password_hash = await hasher.hash(password)
+        await user.save(update_fields=["password_hash"])
+    log_event("login", user_id=user.id, username=user.username, ip=client)
+    return user
+
+
+async def change_password(
+    user: User, current: str, new: str, client: str, keep_session: int | None
+) -> None:
+    """Replace user's password; every other session and every API token ends."""
+    try:
+        await authenticate(user.username, current, client)
+    except InvalidCredentials:
+        raise InvalidField("current_password", _("The current password is not correct.")) from None
+    check_password(new, user.username)
+    user.password_hash = await _hasher().hash(new)
+    await user.save(update_fields=["password_hash"])
+    await end_all_logins(user, "password_changed", keep_session=keep_session)
+    log_event("password_changed", user_id=user.id, ip=client)
+
+
+async def disable(user: User) -> None:
+    """Stop an account from logging in, and end everything it is logged in with."""
+    user.is_active = False
+    await user.save(update_fields=["is_active"])
+    await end_all_logins(user, "disabled")
+    log_event("disable", user_id=user.id, username=user.username)
+
+
+async def end_all_logins(user: User, reason: str, keep_session: int | None = None) -> None:
+    """End every session (but keep_session) and every API token of user."""
+    await sessions.end_all(user, reason, keep=keep_session)
+    await tokens.end_all(user)
+
+
+def log_event(event: str, **fields: Any) -> None:
+    """One JSON line per authentication event; never a password, hash or session key."""
+    logger.info(json.dumps({"event": event, **fields}, ensure_ascii=False, sort_keys=True))
+
+
+def _encodable(text: str) -> bool:
+    """False for text with lone surrogates, which no database or hash can take."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _hasher() -> PasswordHasher:
+    return cast(PasswordHasher, current_app.extensions["password_hasher"])
+
+
+def _throttle() -> Throttle:
+    return cast(Throttle, current_app.extensions["throttle"])

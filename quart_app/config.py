@@ -1,0 +1,101 @@
+"""Configuration: defaults in code, secrets and deployment settings from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from quart import Quart
+
+DEFAULTS: dict[str, Any] = {
+    "ENV": "development",
+    "SECRET_KEY": None,
+    "DATABASE_URL": None,  # None: sqlite file in the instance folder
+    "DATABASE_POOL_SIZE": 10,
+    "REDIS_URL": None,
+    "RATE_LIMITER_ENABLED": True,
+    "TRUSTED_PROXIES": 0,
+    # Flask-Login's names and meanings.
+    "SESSION_PROTECTION": "strong",
+    "REMEMBER_COOKIE_DURATION": 30 * 24 * 3600,
+    "SESSION_LIFETIME": 12 * 3600,
+    "SESSION_IDLE_TIMEOUT": 2 * 3600,
+    # last_seen is written at most this often, so most requests cost one read.
+    "SESSION_TOUCH_INTERVAL": 60,
+    "AUTH_COOKIE_NAME": "quart_app_auth",
+    "ARGON2_TIME_COST": 2,
+    "ARGON2_MEMORY_COST": 19 * 1024,
+    "ARGON2_PARALLELISM": 1,
+    "HASH_THREADS": 2,
+    "LOGIN_FAILURES_PER_ACCOUNT": "10/15 minutes",
+    "LOGIN_ATTEMPTS_PER_ADDRESS": "60/minute",
+    "REGISTRATIONS_PER_ADDRESS": "10/hour",
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_NAME": "quart_app_session",
+}
+
+ENVIRONMENTS = ("development", "production", "testing")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot serve: the message names what is missing or wrong."""
+
+
+def load_config(app: Quart, test_config: Mapping[str, Any] | None = None) -> None:
+    """Fill app.config from defaults, the QUART_* environment and test overrides."""
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_prefixed_env("QUART")
+    else:
+        app.config.update({"ENV": "testing", "TESTING": True})
+        app.config.update(test_config)
+
+    env = app.config["ENV"]
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"QUART_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+    production = env == "production"
+
+    if app.config["DATABASE_URL"] is None:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["DATABASE_URL"] = f"sqlite://{Path(app.instance_path) / 'quart_app.sqlite3'}"
+    app.config["SECRET_KEY"] = _secret_key(app, production)
+
+    app.config["SESSION_COOKIE_SECURE"] = production
+    if production:
+        # __Host- cookies must be Secure, Path=/ and carry no Domain.
+        app.config["SESSION_COOKIE_NAME"] = "__Host-" + app.config["SESSION_COOKIE_NAME"]
+        app.config["AUTH_COOKIE_NAME"] = "__Host-" + app.config["AUTH_COOKIE_NAME"]
+    if app.config["SESSION_PROTECTION"] not in (None, "basic", "strong"):
+        raise ConfigError('SESSION_PROTECTION must be None, "basic" or "strong"')
+
+
+def _secret_key(app: Quart, production: bool) -> str:
+    key = app.config["SECRET_KEY"]
+    if key:
+        return str(key)
+    if production:
+        raise ConfigError("QUART_SECRET_KEY must be set when QUART_ENV=production")
+    return _instance_secret(Path(app.instance_path) / "secret_key")
+
+
+def _instance_secret(path: Path) -> str:
+    """Read the development secret, creating it once so every worker and restart shares it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Write a private temporary file, then link it into place: link fails if another
+        # worker won the race, and nobody ever reads a half-written key.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,48 @@
+"""Two languages, English and Simplified Chinese, chosen per request by Quart-Babel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+from quart import Quart, has_request_context, has_websocket_context, request, websocket
+from quart_babel import Babel, get_locale, lazy_gettext
+
+TRANSLATIONS = Path(__file__).parent / "translations"
+DEFAULT = "en"
+# Locale -> (its name in itself, the <html lang> value).
+LANGUAGES = {"en": ("English", "en"), "zh": ("中文", "zh-CN")}
+COOKIE = "lang"
+
+
+def select_locale() -> str:
+    """The visitor's choice (a cookie) first, then the browser's Accept-Language."""
+    if has_request_context():
+        connection: Any = request
+    elif has_websocket_context():
+        connection = websocket
+    else:
+        return DEFAULT  # a command or a background task: no visitor to ask
+    chosen = connection.cookies.get(COOKIE)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    return str(connection.accept_languages.best_match(list(LANGUAGES)) or DEFAULT)
+
+
+def current_language() -> str:
+    locale = get_locale()
+    return locale.language if locale is not None and locale.language in LANGUAGES else DEFAULT
+
+
+def init_app(app: Quart) -> None:
+    Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS))
+
+    @app.context_processor
+    async def language_context() -> dict[str, object]:
+        language = current_language()
+        return {"language": language, "html_lang": LANGUAGES[language][1], "languages": LANGUAGES}
+
+
+def _l(text: str) -> str:
+    """A translation looked up each time it is shown, for texts defined at import time."""
+    return cast(str, lazy_gettext(text))

@@ -1,0 +1,69 @@
+"""Database tables: the users, and the server-side sessions their cookies point at."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from .login import UserMixin
+
+USERNAME_MAX = 32
+
+
+class User(UserMixin, Model):
+    """An account: username is shown as typed, username_key makes it unique by case."""
+
+    id = fields.IntField(primary_key=True)
+    username = fields.CharField(max_length=USERNAME_MAX)
+    username_key = fields.CharField(max_length=4 * USERNAME_MAX, unique=True)
+    password_hash = fields.CharField(max_length=512)
+    is_active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    sessions: fields.ReverseRelation[AuthSession]
+    api_tokens: fields.ReverseRelation[ApiToken]
+    # The token that authenticated this request, when a program sent one.
+    api_token: ApiToken | None = None
+
+    class Meta:
+        table = "users"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class AuthSession(Model):
+    """A login: the cookie holds a random key, the table only its SHA-256."""
+
+    id = fields.IntField(primary_key=True)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="sessions", on_delete=fields.CASCADE
+    )
+    created_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    remember = fields.BooleanField(default=False)
+    fresh = fields.BooleanField(default=True)
+    fingerprint = fields.CharField(max_length=128)
+    ip = fields.CharField(max_length=45)
+    user_agent = fields.CharField(max_length=512)
+
+    class Meta:
+        table = "sessions"
+
+
+class ApiToken(Model):
+    """A named bearer token for programs. Like a session key, only its SHA-256 is stored."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="api_tokens", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=64)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_tokens"

@@ -1,0 +1,217 @@
+"""Fixtures: a fresh app and database per test, and AuthActions that drive the real forms."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from playwright.async_api import Browser, async_playwright
+from quart import Quart, Response
+from quart.typing import TestClientProtocol as Client
+from tortoise.connection import get_connection
+
+from quart_app import create_app
+
+# Set by .ci/run: the suite runs once on SQLite and once on this PostgreSQL.
+POSTGRES_URL = os.environ.get("QUART_TEST_POSTGRES_URL")
+USE_POSTGRES = os.environ.get("QUART_TEST_BACKEND") == "postgres"
+REDIS_URL = os.environ.get("QUART_TEST_REDIS_URL")
+# Set by .ci/run: a test that would be skipped for a missing service fails instead.
+REQUIRE_ALL = os.environ.get("QUART_TEST_REQUIRE_ALL") == "1"
+
+PASSWORD = "correct horse battery staple"
+CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+AppFactory = Callable[..., Awaitable[Quart]]
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a service is missing on a laptop; fail when CI promised it."""
+    if condition:
+        return
+    if REQUIRE_ALL:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def test_database_url() -> str:
+    if not USE_POSTGRES:
+        return "sqlite://:memory:"
+    require(POSTGRES_URL is not None, "QUART_TEST_POSTGRES_URL is not set")
+    assert POSTGRES_URL is not None
+    return POSTGRES_URL
+
+
+test_database_url.__test__ = False  # type: ignore[attr-defined]
+
+
+def base_config(**overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "DATABASE_URL": test_database_url(),
+        # Every test client is 127.0.0.1: throttling tests turn it on with their own limits.
+        "RATE_LIMITER_ENABLED": False,
+        "SESSION_PROTECTION": "strong",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_database() -> None:
+    """On the PostgreSQL run, start from an empty database of our own."""
+    if USE_POSTGRES and POSTGRES_URL is not None:
+        asyncio.run(recreate_database(POSTGRES_URL))
+
+
+async def recreate_database(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = await asyncpg.connect(urlunsplit(("postgresql", parts.netloc, "/postgres", "", "")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def make_app(tmp_path: Any) -> AsyncIterator[AppFactory]:
+    """Start apps with configuration overrides; each gets an empty database."""
+    started: list[Any] = []
+
+    async def factory(**overrides: Any) -> Quart:
+        app = create_app(base_config(**overrides))
+        app.instance_path = str(tmp_path / "instance")
+        test_app = app.test_app()
+        await test_app.startup()
+        started.append(test_app)
+        if USE_POSTGRES:
+            await get_connection("default").execute_script(
+                "TRUNCATE users, sessions RESTART IDENTITY CASCADE"
+            )
+        return app
+
+    yield factory
+    for test_app in reversed(started):
+        await test_app.shutdown()
+
+
+@pytest.fixture
+async def app(make_app: AppFactory) -> Quart:
+    return await make_app()
+
+
+@pytest.fixture
+def client(app: Quart) -> Client:
+    return app.test_client()
+
+
+def csrf_token(body: str) -> str:
+    match = CSRF_PATTERN.search(body)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+class AuthActions:
+    """Drive the real pages, as flaskr's tests do, fetching each form's CSRF token first."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def token(self, path: str) -> str:
+        response = await self.client.get(path)
+        return csrf_token(await response.get_data(as_text=True))
+
+    async def register(
+        self,
+        username: str = "alice",
+        password: str = PASSWORD,
+        confirm: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        form = {
+            "username": username,
+            "password": password,
+            "password_confirm": password if confirm is None else confirm,
+            "csrf_token": await self.token("/register/"),
+        }
+        return await self.client.post("/register/", form=form, headers=headers)
+
+    async def login(
+        self,
+        username: str = "alice",
+        password: str = PASSWORD,
+        remember: bool = False,
+        next: str | None = None,
+    ) -> Response:
+        form = {
+            "username": username,
+            "password": password,
+            "csrf_token": await self.token("/login/"),
+        }
+        if remember:
+            form["remember"] = "y"
+        path = "/login/" if next is None else f"/login/?next={next}"
+        return await self.client.post(path, form=form)
+
+    async def logout(self) -> Response:
+        token = await self.token("/logout/")
+        return await self.client.post("/logout/", form={"csrf_token": token})
+
+
+@pytest.fixture
+def auth(client: Client) -> AuthActions:
+    return AuthActions(client)
+
+
+def auth_cookie(client: Client, name: str = "quart_app_auth") -> str | None:
+    """The value of the login cookie in client's jar, if any."""
+    assert client.cookie_jar is not None
+    return next((c.value for c in client.cookie_jar if c.name == name), None)
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium, headless, as root, and quiet on a machine with no network but loopback.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium: Playwright's own browser download is not available here."""
+    require(os.path.exists(CHROMIUM), f"Chromium is not installed at {CHROMIUM}")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_ARGS, timeout=30_000
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clear QUART_* variables, so a test sees only what it sets."""
+    for key in list(os.environ):
+        if key.startswith("QUART_") and not key.startswith("QUART_TEST_"):
+            monkeypatch.delenv(key)

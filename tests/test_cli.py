@@ -1,0 +1,180 @@
+"""The `quart --app quart_app` commands: users create, list, disable, import-flask; migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar, cast
+
+import pytest
+from click.testing import Result
+from quart import Quart
+from tortoise import Tortoise
+from werkzeug.security import generate_password_hash
+
+from quart_app import create_app, db
+from quart_app.models import User
+
+from .conftest import PASSWORD, USE_POSTGRES, base_config
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def cli_app(tmp_path: Path) -> Quart:
+    """An app on a database that outlives each command (a file, or the test PostgreSQL)."""
+    url = base_config()["DATABASE_URL"]
+    if not USE_POSTGRES:
+        url = f"sqlite://{tmp_path / 'cli.sqlite3'}"
+    app = create_app(base_config(DATABASE_URL=url))
+    app.instance_path = str(tmp_path)
+    if USE_POSTGRES:
+        query(app, lambda: User.all().delete())
+    return app
+
+
+def invoke(app: Quart, *args: str, input: str | None = None) -> Result:
+    return cast(Result, app.test_cli_runner().invoke(args=list(args), input=input))
+
+
+def query(app: Quart, work: Callable[[], Awaitable[T]]) -> T:
+    """Run an ORM call against the app's database, outside any command."""
+
+    async def main() -> T:
+        await db.connect(app)
+        try:
+            return await work()
+        finally:
+            await Tortoise.close_connections()
+
+    return asyncio.run(main())
+
+
+def users(app: Quart) -> list[User]:
+    return query(app, lambda: User.all().order_by("id"))
+
+
+def test_migrate_creates_the_schema(cli_app: Quart) -> None:
+    result = invoke(cli_app, "migrate")
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output
+    assert users(cli_app) == []
+
+
+def test_create_prompts_for_the_password(cli_app: Quart) -> None:
+    result = invoke(cli_app, "users", "create", "张伟", input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    assert "Created user 张伟" in result.output
+    [user] = users(cli_app)
+    assert user.username == "张伟"
+    assert user.password_hash.startswith("$argon2id$")
+    assert PASSWORD not in user.password_hash
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "message"),
+    [
+        ("x", PASSWORD, "2 to 32 characters"),
+        ("good_name", "short", "8 to 1024"),
+        ("good_name", "password1", "too common"),
+    ],
+)
+def test_create_refuses_bad_input_clearly(
+    cli_app: Quart, username: str, password: str, message: str
+) -> None:
+    result = invoke(cli_app, "users", "create", username, "--password", password)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert users(cli_app) == []
+
+
+def test_create_refuses_a_taken_name(cli_app: Quart) -> None:
+    invoke(cli_app, "users", "create", "alice", "--password", PASSWORD)
+    result = invoke(cli_app, "users", "create", "ALICE", "--password", PASSWORD)
+    assert result.exit_code != 0
+    assert "already taken" in result.output
+    assert len(users(cli_app)) == 1
+
+
+def test_list_and_disable(cli_app: Quart) -> None:
+    for name in ("alice", "bob"):
+        invoke(cli_app, "users", "create", name, "--password", PASSWORD)
+    result = invoke(cli_app, "users", "disable", "BOB")
+    assert result.exit_code == 0, result.output
+    listing = invoke(cli_app, "users", "list")
+    assert listing.exit_code == 0
+    lines = listing.output.splitlines()
+    assert any("alice" in line and "active" in line for line in lines)
+    assert any("bob" in line and "disabled" in line for line in lines)
+    assert "2 user(s)" in listing.output
+    assert [u.is_active for u in users(cli_app)] == [True, False]
+
+
+def test_disable_unknown_user_fails(cli_app: Quart) -> None:
+    result = invoke(cli_app, "users", "disable", "nobody")
+    assert result.exit_code != 0
+    assert "No user named 'nobody'" in result.output
+
+
+def flask_database(path: Path, table: str = "users") -> Path:
+    """A database as the Flask-Login tutorial leaves it, with werkzeug's hashes."""
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, username TEXT, password_hash TEXT)"
+        )
+        connection.executemany(
+            f"INSERT INTO {table} (username, password_hash) VALUES (?, ?)",  # noqa: S608
+            [
+                ("bob", generate_password_hash("bob's old password", method="scrypt")),
+                ("Carol", generate_password_hash("carol's password", method="pbkdf2:sha256")),
+                ("bad name", generate_password_hash("whatever password")),
+                ("dave", "md5$not-a-werkzeug-hash"),
+            ],
+        )
+    return path
+
+
+def test_import_flask_copies_users_and_hashes(cli_app: Quart, tmp_path: Path) -> None:
+    source = flask_database(tmp_path / "flask.db")
+    result = invoke(cli_app, "users", "import-flask", str(source))
+    assert result.exit_code == 0, result.output
+    assert "Imported 2 user(s), skipped 2." in result.output
+    assert "'bad name'" in result.output
+    assert "'dave'" in result.output
+    imported = {u.username: u.password_hash for u in users(cli_app)}
+    assert set(imported) == {"bob", "Carol"}
+    assert imported["bob"].startswith("scrypt:")
+    assert imported["Carol"].startswith("pbkdf2:sha256:")
+    # Run twice: nothing is duplicated, the existing names are reported.
+    again = invoke(cli_app, "users", "import-flask", f"sqlite:///{source}")
+    assert "Imported 0 user(s), skipped 4." in again.output
+    assert len(users(cli_app)) == 2
+
+
+def test_import_flask_reads_the_user_table_of_flask_sqlalchemy(
+    cli_app: Quart, tmp_path: Path
+) -> None:
+    source = flask_database(tmp_path / "flask.db", table="user")
+    result = invoke(cli_app, "users", "import-flask", str(source))
+    assert result.exit_code == 0, result.output
+    assert "Imported 2 user(s)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("make_source", "options", "message"),
+    [
+        (lambda p: p / "missing.db", (), "Cannot read users"),
+        (lambda p: flask_database(p / "f.db", table="people"), (), "no table named users or user"),
+        (lambda p: flask_database(p / "f.db"), ("--table", "x;drop table"), "is not a table name"),
+    ],
+)
+def test_import_flask_bad_source_is_a_clear_error(
+    cli_app: Quart, tmp_path: Path, make_source: object, options: tuple[str, ...], message: str
+) -> None:
+    source = make_source(tmp_path)  # type: ignore[operator]
+    result = invoke(cli_app, "users", "import-flask", str(source), *options)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output

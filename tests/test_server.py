@@ -1,0 +1,199 @@
+"""The app as Hypercorn serves it: two workers, restarts, logout, headers, refusing to start."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import PASSWORD, POSTGRES_URL, USE_POSTGRES, csrf_token, require
+from .live_server import (
+    LiveServer,
+    LiveServers,
+    live_servers_fixture,  # noqa: F401  (the live_servers fixture)
+    private_postgres_database,
+)
+
+pytestmark = pytest.mark.server
+
+USERNAME = "Ada.Lovelace"
+AUTH_COOKIE = "quart_app_auth"
+# Hypercorn's access log: "[time] [pid] [INFO] client - - [time] "GET /index/ 1.1" 200 ...".
+ACCESS_LINE = re.compile(r'\[(\d+)\] \[INFO\] \S+ - - \[[^\]]+\] "GET /index/ 1\.1" 200 ')
+# The SQLite run checks SQLite; the PostgreSQL run of the suite checks both.
+BACKENDS = ["sqlite", "postgres"] if USE_POSTGRES else ["sqlite"]
+
+
+def client(server: LiveServer, cookies: Mapping[str, str] | None = None) -> httpx.Client:
+    """A client that keeps cookies and does not follow redirects, so each one is checked."""
+    return httpx.Client(base_url=server.url, cookies=dict(cookies or {}), timeout=10.0)
+
+
+def cookie_values(http: httpx.Client) -> dict[str, str]:
+    return {cookie.name: cookie.value for cookie in http.cookies.jar if cookie.value is not None}
+
+
+def register(http: httpx.Client, username: str = USERNAME) -> None:
+    """Register through the real form, as a browser would."""
+    page = http.get("/register/")
+    assert page.status_code == 200
+    response = http.post(
+        "/register/",
+        data={
+            "username": username,
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+            "csrf_token": csrf_token(page.text),
+        },
+    )
+    assert response.status_code in (302, 303), response.text
+    assert response.headers["Location"] == "/index/"
+    assert AUTH_COOKIE in cookie_values(http)
+
+
+def index_on_new_connections(server: LiveServer, cookies: Mapping[str, str], count: int) -> None:
+    """GET /index/ count times, each on its own connection and some at once, all logged in."""
+
+    def fetch(_: int) -> httpx.Response:
+        with client(server, cookies) as http:
+            return http.get("/index/")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(fetch, range(count)))
+    assert [r.status_code for r in responses] == [200] * count
+    assert all(f'class="username">{USERNAME}<' in r.text for r in responses)
+
+
+def answering_pids(server: LiveServer) -> set[str]:
+    """The processes that logged a 200 for /index/."""
+    return set(ACCESS_LINE.findall(server.output()))
+
+
+def redirects_to_login(response: httpx.Response) -> bool:
+    return response.status_code in (302, 303) and response.headers["Location"].startswith("/login/")
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database for the servers of one test: a SQLite file, or a PostgreSQL of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path / 'db.sqlite3'}"
+        return
+    require(POSTGRES_URL is not None, "QUART_TEST_POSTGRES_URL is not set")
+    assert POSTGRES_URL is not None
+    with private_postgres_database(POSTGRES_URL) as url:
+        yield url
+
+
+def test_workers_and_restarts_share_the_login(
+    database_url: str, live_servers: LiveServers, tmp_path: Path
+) -> None:
+    instance = tmp_path / "shared-instance"
+    server = live_servers.start(instance_path=instance, database_url=database_url)
+    with client(server) as http:
+        register(http)
+        cookies = cookie_values(http)
+
+    index_on_new_connections(server, cookies, 40)
+    pids = answering_pids(server)
+    assert len(pids) == 2, f"expected both workers to answer, got {pids}:\n{server.output()}"
+
+    assert server.stop() == 0, server.output()
+    secret_key = instance / "secret_key"
+    assert secret_key.is_file()
+    assert stat.S_IMODE(secret_key.stat().st_mode) == 0o600
+    key = secret_key.read_bytes()
+
+    restarted = live_servers.start(instance_path=instance, database_url=database_url)
+    index_on_new_connections(restarted, cookies, 10)
+    assert secret_key.read_bytes() == key
+
+
+def test_logout_ends_the_session_everywhere(database_url: str, live_servers: LiveServers) -> None:
+    server = live_servers.start(database_url=database_url)
+    with client(server) as http:
+        register(http)
+        before_logout = cookie_values(http)
+        # The replay below is a real check only if a replayed cookie works before logout.
+        with client(server, before_logout) as replay:
+            assert replay.get("/index/").status_code == 200
+
+        token = csrf_token(http.get("/logout/").text)
+        response = http.post("/logout/", data={"csrf_token": token})
+        assert response.status_code in (302, 303)
+        assert response.headers["Location"] == "/login/"
+        assert "You have been logged out." in http.get("/login/").text
+        assert redirects_to_login(http.get("/index/"))
+
+    for _ in range(20):
+        # A fresh client each time: the server's answer may try to clear the cookie.
+        with client(server, before_logout) as replay:
+            response = replay.get("/index/")
+        assert redirects_to_login(response), (response.status_code, response.text[:200])
+
+
+def test_headers_no_server_banner_and_nosniff(live_servers: LiveServers) -> None:
+    server = live_servers.start()
+    with client(server) as http:
+        token = csrf_token(http.get("/login/").text)
+        responses = [
+            http.get("/"),
+            http.get("/login/"),
+            http.get("/register/"),
+            http.get("/index/"),
+            http.get("/static/style.css"),
+            http.get("/no-such-page/"),
+            http.post("/login/", data={"username": "x", "password": "y"}),
+            http.post("/login/", data={"username": "x", "password": "y", "csrf_token": token}),
+        ]
+    assert [r.status_code for r in responses] == [302, 200, 200, 302, 200, 404, 400, 401]
+    for response in responses:
+        assert "server" not in response.headers, (response.url, response.headers)
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.url
+
+
+def test_serves_without_the_config_file(live_servers: LiveServers) -> None:
+    server = live_servers.start(config=False)
+    with client(server) as http:
+        register(http, "NoConfig")
+        page = http.get("/index/")
+    assert page.status_code == 200
+    assert 'class="username">NoConfig<' in page.text
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_production_without_secret_key_refuses_to_start(live_servers: LiveServers) -> None:
+    server = live_servers.launch(env={"QUART_ENV": "production", "QUART_SECRET_KEY": None})
+    answers: list[int] = []
+    deadline = time.monotonic() + 30
+    while server.process.poll() is None and time.monotonic() < deadline:
+        try:
+            answers.append(httpx.get(server.url + "/login/", timeout=1.0).status_code)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    status = server.wait_for_exit(timeout=1)
+    output = server.output()
+
+    assert answers == [], f"served {answers} without a secret key"
+    assert status is not None, f"still running after 30 s:\n{output}"
+    assert "QUART_SECRET_KEY" in output
+    assert not (server.instance_path / "secret_key").exists()
+    assert status != 0, f"hypercorn exited with status {status}; its output ends:\n{output[-1500:]}"
+
+
+def test_production_with_secret_key_serves(live_servers: LiveServers) -> None:
+    # The control for the test above: production itself starts, given its secret.
+    key = secrets.token_urlsafe(48)
+    server = live_servers.start(env={"QUART_ENV": "production", "QUART_SECRET_KEY": key})
+    response = httpx.get(server.url + "/login/", timeout=10.0)
+    assert response.status_code == 200
+    assert "Strict-Transport-Security" in response.headers
+    assert "__Host-quart_app_session=" in response.headers["Set-Cookie"]
+    assert not (server.instance_path / "secret_key").exists()
