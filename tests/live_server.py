@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import signal
 import socket
@@ -43,6 +44,11 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 # What the server is asked while it starts: any HTTP answer means a worker is serving.
 PROBE_PATH = "/login/"
+# Printed by each worker once its startup hooks have run and it accepts connections.
+READY = re.compile(r"^\[[^]]*\] \[(\d+)\] \[INFO\] Running on ", re.MULTILINE)
+# The workers of the project's hypercorn.toml, and Hypercorn's own default.
+CONFIG_WORKERS = 2
+DEFAULT_WORKERS = 1
 # Printed when a worker's startup hooks raise. Such a worker may never exit (an open SQLite
 # connection's thread keeps it alive), so waiting for the process would take the whole bound.
 STARTUP_FAILED = "LifespanFailureError"
@@ -85,6 +91,7 @@ class LiveServer:
     instance_path: Path
     database_url: str
     log_path: Path
+    workers: int
 
     @property
     def url(self) -> str:
@@ -94,11 +101,18 @@ class LiveServer:
         """Everything the server printed so far (access log, errors, tracebacks)."""
         return self.log_path.read_text(errors="replace")
 
+    def ready_workers(self) -> set[str]:
+        """The process ids of the workers that said they are serving."""
+        return set(READY.findall(self.output()))
+
     def wait_until_serving(self, timeout: float = START_TIMEOUT) -> None:
-        """Return once a worker answers HTTP; fail with the server's output otherwise."""
+        """Return once every worker is serving and HTTP is answered; fail otherwise.
+
+        The master binds the socket before its workers start, so a mere connect proves
+        nothing; and the first worker up answers everything until the others are, so a
+        test about several workers would see only one.
+        """
         deadline = time.monotonic() + timeout
-        # The master binds the socket before its workers start, so a mere connect proves
-        # nothing: wait for an HTTP answer.
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(
@@ -107,13 +121,19 @@ class LiveServer:
                 )
             if STARTUP_FAILED in self.output():
                 pytest.fail(f"a hypercorn worker failed to start:\n{self.output()}")
+            if len(self.ready_workers()) < self.workers:
+                time.sleep(0.1)
+                continue
             try:
                 httpx.get(self.url + PROBE_PATH, timeout=2.0)
             except httpx.TransportError:
                 time.sleep(0.1)
             else:
                 return
-        pytest.fail(f"hypercorn did not answer on {self.url} within {timeout} s:\n{self.output()}")
+        pytest.fail(
+            f"hypercorn did not serve on {self.url} with {self.workers} workers within"
+            f" {timeout} s:\n{self.output()}"
+        )
 
     def wait_for_exit(self, timeout: float) -> int | None:
         """The exit status, or None when the process is still running after timeout."""
@@ -173,7 +193,9 @@ def launch(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() reaches the workers
         )
-    return LiveServer(process, port, instance_path, database_url, log_path)
+    if workers is None:
+        workers = CONFIG_WORKERS if config else DEFAULT_WORKERS
+    return LiveServer(process, port, instance_path, database_url, log_path, workers)
 
 
 @contextmanager
