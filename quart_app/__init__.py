@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from flask.templating import _default_template_ctx_processor as flask_context_processor
 from quart import Quart, has_request_context, request
 
 from . import account, api, cli, db, errors, i18n, security, sessions, tokens, views
@@ -20,6 +21,7 @@ from .events import SessionEvents
 from .i18n import _l
 from .login import LoginManager
 from .passwords import PasswordHasher
+from .session_cache import SessionCache
 from .throttle import Throttle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
     PasswordHasher(app)
     Throttle(app)
     SessionEvents(app)
+    SessionCache(app)
     login_manager.init_app(app)
     security.init_app(app)
     errors.init_app(app)
@@ -73,7 +76,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
     api.init_app(app)
     cli.init_app(app)
     _log_auth_events(app)
+    _render_without_threads(app)
     return app
+
+
+def _render_without_threads(app: Quart) -> None:
+    """Drop the copy of Flask's default context processor each blueprint brings along.
+
+    It is a plain function, which Quart sends to a thread on every render of the
+    blueprint's pages; Quart's own async one already puts `request` and `g` in the context.
+    """
+    for name, processors in app.template_context_processors.items():
+        if name is not None:
+            processors[:] = [p for p in processors if p is not flask_context_processor]
 
 
 def _log_auth_events(app: Quart) -> None:

@@ -9,15 +9,24 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from quart import Quart, current_app
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "quart_app:session-ended"
+
+
+class Observer(Protocol):
+    """Told what this worker hears through Redis, and whether it is hearing at all."""
+
+    def heard(self, session_ids: list[int]) -> None: ...
+
+    def hearing(self, subscribed: bool) -> None: ...
 
 
 class SessionEvents:
@@ -31,6 +40,7 @@ class SessionEvents:
         self._waiters: defaultdict[int, set[asyncio.Queue[str]]] = defaultdict(set)
         self._redis: Redis | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._observers: list[Observer] = []
         self.channel = CHANNEL
         if app is not None:
             self.init_app(app)
@@ -43,9 +53,14 @@ class SessionEvents:
         self.channel = f"{CHANNEL}:{database}"
         redis_url = app.config["REDIS_URL"]
         if redis_url:
+            from redis.asyncio import Redis  # only deployments with Redis load it
+
             self._redis = Redis.from_url(redis_url)
             app.before_serving(self._start)
             app.after_serving(self._stop)
+
+    def observe(self, observer: Observer) -> None:
+        self._observers.append(observer)
 
     async def publish(self, session_ids: Iterable[int], reason: str) -> None:
         ids = list(session_ids)
@@ -54,6 +69,8 @@ class SessionEvents:
         if self._redis is None:
             self._deliver(ids, reason)
             return
+        from redis.exceptions import RedisError
+
         message = json.dumps({"ids": ids, "reason": reason})
         try:
             await self._redis.publish(self.channel, message)
@@ -86,25 +103,37 @@ class SessionEvents:
         await asyncio.wait_for(ready.wait(), timeout=10)
 
     async def _listen(self, ready: asyncio.Event) -> None:
+        from redis.exceptions import RedisError
+
         assert self._redis is not None
         delay = 0.5
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
+                    self._hearing(True)
                     ready.set()
                     delay = 0.5
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             event = json.loads(message["data"])
-                            self._deliver(event["ids"], event["reason"])
+                            ids = [int(session_id) for session_id in event["ids"]]
+                            for observer in self._observers:
+                                observer.heard(ids)
+                            self._deliver(ids, event["reason"])
             except asyncio.CancelledError:
+                self._hearing(False)
                 raise
-            except (RedisError, OSError, ValueError, KeyError):
+            except (RedisError, OSError, ValueError, KeyError, TypeError):
+                self._hearing(False)
                 logger.warning("session events: Redis subscription lost, retrying")
                 ready.set()  # serve without live events rather than not at all
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def _hearing(self, subscribed: bool) -> None:
+        for observer in self._observers:
+            observer.hearing(subscribed)
 
     async def _stop(self) -> None:
         if self._listener is not None:

@@ -10,6 +10,7 @@ from typing import cast
 from .events import session_events
 from .login import ServerSession
 from .models import AuthSession, User
+from .session_cache import session_cache
 
 
 def hash_key(key: str) -> str:
@@ -48,26 +49,38 @@ class DatabaseSessionStore:
         return key
 
     async def end(self, session: ServerSession, reason: str) -> None:
-        session_id = cast(AuthSession, session).id
-        await AuthSession.filter(id=session_id).delete()
-        await session_events().publish([session_id], reason)
+        row = cast(AuthSession, session)
+        await AuthSession.filter(id=row.id).delete()
+        await _ended([(row.id, row.key_hash)], reason)
 
     async def touch(self, session: ServerSession, now: datetime) -> None:
         session.last_seen_at = now
         await AuthSession.filter(id=cast(AuthSession, session).id).update(last_seen_at=now)
 
     async def set_fresh(self, session: ServerSession, fresh: bool) -> None:
-        session.fresh = fresh
-        await AuthSession.filter(id=cast(AuthSession, session).id).update(fresh=fresh)
+        row = cast(AuthSession, session)
+        row.fresh = fresh
+        await AuthSession.filter(id=row.id).update(fresh=fresh)
+        session_cache().changed([row.key_hash])
 
 
 async def load_user(key: str) -> User | None:
-    """The user behind a session key, with `user.session` set; None when it has ended."""
-    session = await AuthSession.filter(key_hash=hash_key(key)).select_related("user").first()
+    """The user behind a session key, with `user.session` set; None when it has ended.
+
+    One query, sessions joined to users, unless this worker has a good copy.
+    """
+    key_hash = hash_key(key)
+    cache = session_cache()
+    user = cache.get(key_hash)
+    if user is not None:
+        return user
+    count = cache.count(key_hash)
+    session = await AuthSession.filter(key_hash=key_hash).select_related("user").first()
     if session is None:
         return None
     user = session.user
     user.session = session
+    cache.put(key_hash, user, count)
     return user
 
 
@@ -78,17 +91,32 @@ async def for_user(user: User) -> list[AuthSession]:
 
 async def end_one(user: User, session_id: int, reason: str) -> bool:
     """End one of user's sessions; False when user has no such session."""
-    ended = await AuthSession.filter(id=session_id, user_id=user.id).delete()
-    await session_events().publish([session_id] if ended else [], reason)
-    return ended > 0
+    rows = await AuthSession.filter(id=session_id, user_id=user.id).values_list("id", "key_hash")
+    if not rows:
+        return False
+    await AuthSession.filter(id=session_id).delete()
+    await _ended(cast(list[tuple[int, str]], rows), reason)
+    return True
 
 
 async def end_all(user: User, reason: str, keep: int | None = None) -> int:
-    """End every session of user but `keep` (password change, log out everywhere)."""
-    query = AuthSession.filter(user_id=user.id)
-    if keep is not None:
-        query = query.exclude(id=keep)
-    ids = await query.values_list("id", flat=True)
-    await AuthSession.filter(id__in=ids).delete()
-    await session_events().publish(cast(list[int], ids), reason)
-    return len(ids)
+    """End every session of user but `keep` (password change, log out everywhere).
+
+    The kept session's copies are dropped too: its user has changed.
+    """
+    rows = cast(
+        list[tuple[int, str]],
+        await AuthSession.filter(user_id=user.id).values_list("id", "key_hash"),
+    )
+    ending = [row for row in rows if row[0] != keep]
+    if ending:
+        await AuthSession.filter(id__in=[session_id for session_id, _ in ending]).delete()
+    session_cache().changed(key_hash for session_id, key_hash in rows if session_id == keep)
+    await _ended(ending, reason)
+    return len(ending)
+
+
+async def _ended(rows: list[tuple[int, str]], reason: str) -> None:
+    """After sessions are deleted: no worker may use a copy, sockets hear why."""
+    session_cache().changed(key_hash for _, key_hash in rows)
+    await session_events().publish([session_id for session_id, _ in rows], reason)

@@ -15,7 +15,7 @@ from quart.typing import TestClientProtocol as Client
 from quart_app.login import AnonymousUserMixin, current_user, login_fresh
 from quart_app.models import AuthSession, User
 
-from .conftest import AppFactory, AuthActions, auth_cookie
+from .conftest import AppFactory, AuthActions, auth_cookie, forget_copies
 
 COOKIE = "quart_app_auth"
 
@@ -70,19 +70,37 @@ async def test_current_user_is_the_tortoise_user(app: Quart, auth: AuthActions) 
     assert await response.get_data(as_text=True) == f"Alice:{user.id}:True"
 
 
+async def queries_of(client: Client, caplog: pytest.LogCaptureFixture, path: str) -> list[str]:
+    """The SQL statements the app sent while answering one GET."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+        response = await client.get(path)
+    assert response.status_code == 200
+    return [r.getMessage() for r in caplog.records if r.name == "tortoise.db_client"]
+
+
 async def test_one_query_per_authenticated_request(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await make_app(SESSION_CACHE_SIZE=0)
+    client = app.test_client()
+    await AuthActions(client).register()
+    for _ in range(2):
+        queries = await queries_of(client, caplog, "/index/")
+        assert len(queries) == 1, queries
+        assert "sessions" in queries[0]
+        assert "users" in queries[0]
+
+
+async def test_a_worker_reads_a_session_it_served_lately_from_memory(
     client: Client, auth: AuthActions, caplog: pytest.LogCaptureFixture
 ) -> None:
     await auth.register()
-    await client.get("/index/")
-    caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
-        response = await client.get("/index/")
-    assert response.status_code == 200
-    queries = [r for r in caplog.records if r.name == "tortoise.db_client"]
-    assert len(queries) == 1, [r.getMessage() for r in queries]
-    assert "sessions" in queries[0].getMessage()
-    assert "users" in queries[0].getMessage()
+    first = await queries_of(client, caplog, "/index/")
+    assert len(first) == 1, first
+    assert "sessions" in first[0]
+    assert await queries_of(client, caplog, "/index/") == []
+    assert await queries_of(client, caplog, "/index/") == []
 
 
 async def test_replayed_cookie_after_logout_is_refused(app: Quart, auth: AuthActions) -> None:
@@ -220,6 +238,7 @@ async def test_login_fresh_after_password_login(app: Quart, auth: AuthActions) -
 
     assert await (await auth.client.get("/fresh")).get_data(as_text=True) == "True"
     await AuthSession.all().update(fresh=False)
+    forget_copies(app)
     assert await (await auth.client.get("/fresh")).get_data(as_text=True) == "False"
 
 
@@ -249,18 +268,21 @@ async def test_idle_session_ends_unless_remembered(make_app: AppFactory) -> None
 
 
 async def test_default_timeouts_are_enforced_by_the_server(
-    client: Client, auth: AuthActions
+    app: Quart, client: Client, auth: AuthActions
 ) -> None:
     await auth.register()
     now = datetime.now(UTC)
     # Two hours and a minute without a request: the non-remembered session is over.
     await AuthSession.all().update(last_seen_at=now - timedelta(hours=2, minutes=1))
+    forget_copies(app)
     assert await index_status(client) == 302
 
     await auth.login(remember=True)
     await AuthSession.all().update(last_seen_at=now - timedelta(days=3))
+    forget_copies(app)
     assert await index_status(client) == 200
     await AuthSession.all().update(expires_at=now - timedelta(seconds=1))
+    forget_copies(app)
     assert await index_status(client) == 302
 
 

@@ -1,0 +1,171 @@
+"""Sessions kept in each worker's memory: used while good, dropped the moment they change."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+from quart_app.config import DEFAULTS
+from quart_app.events import SessionEvents
+from quart_app.models import AuthSession, User
+from quart_app.session_cache import BOARD_FILE, Board, SessionCache
+
+from .conftest import REDIS_URL, AppFactory, AuthActions, require
+from .test_login import queries_of
+
+
+def key_hash(n: int) -> str:
+    return hashlib.sha256(str(n).encode()).hexdigest()
+
+
+def signed_in(n: int, last_seen: datetime | None = None) -> User:
+    """A user as the loader returns it, its session attached; nothing is saved."""
+    user = User(id=n, username=f"user{n}", username_key=f"user{n}", password_hash="x")
+    user.session = AuthSession(
+        id=n,
+        key_hash=key_hash(n),
+        last_seen_at=last_seen or datetime.now(UTC),
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    return user
+
+
+def worker(app: Quart) -> SessionCache:
+    """Another worker of app's deployment: its own memory, the same instance folder."""
+    cache = SessionCache()
+    cache.size = app.config["SESSION_CACHE_SIZE"]
+    cache.max_age = app.config["SESSION_TOUCH_INTERVAL"]
+    return cache
+
+
+def remember(cache: SessionCache, user: User) -> None:
+    assert user.session is not None
+    hashed = user.session.key_hash  # type: ignore[attr-defined]
+    cache.put(hashed, user, cache.count(hashed))
+
+
+async def test_counters_are_shared_through_the_file(tmp_path: Path) -> None:
+    first, second = Board(tmp_path / BOARD_FILE), Board(tmp_path / BOARD_FILE)
+    slot = Board.slot(key_hash(1))
+    before = second.read(slot)
+    first.bump([slot, slot])
+    assert second.read(slot) == before + 1
+    first.close()
+    second.close()
+
+
+async def test_a_change_on_one_worker_drops_the_copies_of_the_others(app: Quart) -> None:
+    async with app.app_context():
+        one, other = worker(app), worker(app)
+        user = signed_in(1)
+        remember(one, user)
+        remember(other, signed_in(1))
+        assert one.get(key_hash(1)) is user
+        other.changed([key_hash(1)])
+        assert one.get(key_hash(1)) is None
+        assert other.get(key_hash(1)) is None
+        # Other sessions keep their copies (unless they share the counter's slot).
+        remember(one, signed_in(2))
+        other.changed([key_hash(3)])
+        same_slot = Board.slot(key_hash(3)) == Board.slot(key_hash(2))
+        assert (one.get(key_hash(2)) is None) is same_slot
+
+
+async def test_a_change_during_the_read_spoils_the_copy(app: Quart) -> None:
+    async with app.app_context():
+        one, other = worker(app), worker(app)
+        count = one.count(key_hash(1))  # taken before the database is read
+        other.changed([key_hash(1)])  # the session ends meanwhile
+        one.put(key_hash(1), signed_in(1), count)
+        assert one.get(key_hash(1)) is None
+
+
+async def test_copies_are_dropped_when_last_seen_is_due(app: Quart) -> None:
+    async with app.app_context():
+        cache = worker(app)
+        due = datetime.now(UTC) - timedelta(seconds=app.config["SESSION_TOUCH_INTERVAL"])
+        remember(cache, signed_in(1, last_seen=due))
+        assert cache.get(key_hash(1)) is None
+
+
+async def test_the_cache_is_bounded(make_app: AppFactory) -> None:
+    app = await make_app(SESSION_CACHE_SIZE=2)
+    async with app.app_context():
+        cache = worker(app)
+        for n in (1, 2, 3):
+            remember(cache, signed_in(n))
+        assert cache.get(key_hash(1)) is None
+        assert cache.get(key_hash(2)) is not None
+        assert cache.get(key_hash(3)) is not None
+
+
+async def test_with_redis_copies_only_while_subscribed(app: Quart) -> None:
+    async with app.app_context():
+        cache = worker(app)
+        cache.needs_events = True
+        remember(cache, signed_in(1))
+        assert cache.get(key_hash(1)) is None  # not hearing the other machines yet
+        cache.hearing(True)
+        remember(cache, signed_in(1))
+        assert cache.get(key_hash(1)) is not None
+        cache.heard([1])
+        assert cache.get(key_hash(1)) is None
+        remember(cache, signed_in(1))
+        cache.hearing(False)  # what is said while away is lost: nothing is trusted
+        assert cache.get(key_hash(1)) is None
+
+
+async def test_an_event_from_another_machine_drops_the_copy(tmp_path: Path) -> None:
+    require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
+    apps = []
+    for _ in range(2):
+        app = Quart(__name__)
+        app.config.update(DEFAULTS)
+        app.config["REDIS_URL"] = REDIS_URL
+        app.config["DATABASE_URL"] = "sqlite://:memory:"
+        apps.append(app)
+    sender, receiver = SessionEvents(apps[0]), SessionEvents(apps[1])
+    cache = SessionCache(apps[1])
+    assert cache.needs_events
+    for events in (sender, receiver):
+        await events._start()
+    try:
+        assert cache.hearing_events
+        user = signed_in(5)
+        # The receiving machine's own board, which the sender's bump never reaches.
+        cache._board = Board(tmp_path / BOARD_FILE)
+        cache.put(key_hash(5), user, 0)
+        assert cache.get(key_hash(5)) is user
+        await sender.publish([5], "logout")
+        for _ in range(100):
+            if cache.get(key_hash(5)) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert cache.get(key_hash(5)) is None
+    finally:
+        for events in (sender, receiver):
+            await events._stop()
+        await cache.close()
+
+
+async def test_without_a_writable_instance_folder_every_request_is_read(
+    make_app: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await make_app()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    app.instance_path = str(blocker / "instance")  # cannot be made: a file is in the way
+    client: Client = app.test_client()
+    await AuthActions(client).register()
+    for attempt in range(3):
+        queries = await queries_of(client, caplog, "/index/")
+        assert len(queries) == 1, queries
+        assert "sessions" in queries[0]
+        if attempt == 0:
+            assert "session cache off" in caplog.text
