@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from quart import Quart, has_request_context, has_websocket_context, request, websocket
+from babel.support import NullTranslations
+from quart import Quart, g, has_request_context, has_websocket_context, request, websocket
 from quart_babel import Babel, get_locale, lazy_gettext
+from quart_babel.domain import get_translations
 
 TRANSLATIONS = Path(__file__).parent / "translations"
 DEFAULT = "en"
@@ -34,8 +36,24 @@ def current_language() -> str:
     return locale.language if locale is not None and locale.language in LANGUAGES else DEFAULT
 
 
+def translations() -> NullTranslations:
+    """This request's catalogue, found once: templates ask for it with every string."""
+    found = g.get("_translations")
+    if found is None:
+        found = g._translations = get_translations()
+    return cast(NullTranslations, found)
+
+
 def init_app(app: Quart) -> None:
     Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS))
+    # Quart-Babel's callables look the locale and catalogue up again for every string.
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda s: translations().ugettext(s),
+        ngettext=lambda s, p, n: translations().ungettext(s, p, n),
+        pgettext=lambda c, s: translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
+        newstyle=True,
+    )
 
     @app.context_processor
     async def language_context() -> dict[str, object]:
