@@ -7,13 +7,13 @@ import json
 import logging
 import unicodedata
 from functools import cache
+from importlib import resources
 from typing import Any, cast
 
 from quart import current_app
 from quart_babel import gettext as _
 from tortoise.exceptions import IntegrityError
 from werkzeug.exceptions import BadRequest, Conflict, Unauthorized
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from . import sessions, tokens
 from .i18n import _l
@@ -28,6 +28,8 @@ PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 USERNAME_PUNCTUATION = frozenset("_-.")
 LOGIN_FAILED = _l("Invalid username or password.")
+# One password a line, most common first, under a one-line header naming the source.
+COMMON_PASSWORDS_FILE = "data/common-passwords.txt"
 
 
 class InvalidField(BadRequest):
@@ -56,7 +58,9 @@ class InvalidCredentials(Unauthorized):
 @cache
 def common_passwords() -> frozenset[str]:
     """The 30,000 most common passwords of zxcvbn's list (Xato's 10M-password corpus)."""
-    return frozenset(FREQUENCY_LISTS["passwords"])
+    path = resources.files("quart_app").joinpath(COMMON_PASSWORDS_FILE)
+    _header, *passwords = path.read_text(encoding="utf-8").splitlines()
+    return frozenset(passwords)
 
 
 def username_key(username: str) -> str:

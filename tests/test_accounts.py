@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from importlib import metadata, resources
 from typing import Any, cast
 
 import argon2
@@ -11,6 +12,7 @@ import pytest
 from quart import Quart, Response
 from quart.typing import TestClientProtocol as Client
 from werkzeug.security import generate_password_hash
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from quart_app import accounts
 from quart_app.accounts import InvalidCredentials, InvalidField, UsernameTaken
@@ -67,6 +69,23 @@ async def stored_hash(username_key: str) -> str:
 
 def redirected_to_index(response: Response) -> bool:
     return response.status_code in (302, 303) and response.headers["Location"] == "/index/"
+
+
+def common_passwords_file() -> str:
+    r"""The text quart_app/data/common-passwords.txt must have, from the installed zxcvbn.
+
+    After upgrading zxcvbn, regenerate the file from the project's root, in its venv, with
+    python -c 'import tests.test_accounts as t; print(t.common_passwords_file(), end="")' \
+        > quart_app/data/common-passwords.txt
+    """
+    passwords: list[str] = FREQUENCY_LISTS["passwords"]
+    header = (
+        f'# The {len(passwords):,} most common passwords, most common first: the "passwords"'
+        f" frequency list of zxcvbn-python {metadata.version('zxcvbn')} (from Xato's"
+        " 10-million-password corpus; https://github.com/dwolfhub/zxcvbn-python, MIT License,"
+        " Copyright (c) 2016 Daniel Wolf)."
+    )
+    return "".join(f"{line}\n" for line in [header, *passwords])
 
 
 # Usernames
@@ -194,6 +213,12 @@ def test_password_refused(password: str, username: str, message: str) -> None:
 )
 def test_password_accepted(password: str) -> None:
     accounts.check_password(password, "alice")
+
+
+def test_the_shipped_common_password_list_is_zxcvbns() -> None:
+    shipped = resources.files("quart_app").joinpath(accounts.COMMON_PASSWORDS_FILE)
+    assert shipped.read_text(encoding="utf-8").splitlines() == common_passwords_file().splitlines()
+    assert accounts.common_passwords() == frozenset(FREQUENCY_LISTS["passwords"])
 
 
 def test_the_common_password_list_is_large_and_used() -> None:
