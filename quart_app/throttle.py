@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from quart import Quart
-from redis.asyncio import ConnectionPool
 from werkzeug.exceptions import TooManyRequests
 
 from .i18n import _l
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
 
 LIMIT_SETTINGS = (
     "LOGIN_FAILURES_PER_ACCOUNT",
@@ -47,19 +50,24 @@ class Throttle:
         self.enabled = bool(app.config["RATE_LIMITER_ENABLED"])
         self.limits = {name: parse(str(app.config[name])) for name in LIMIT_SETTINGS}
         redis_url = app.config["REDIS_URL"]
-        storage: Storage = MemoryStorage()
-        if redis_url:
-            # Our own pool, so the connections can be closed when the app stops serving.
-            self._pool = ConnectionPool.from_url(redis_url)
-            storage = RedisStorage(
-                f"async+{redis_url}",
-                implementation="redispy",
-                key_prefix="quart_app",
-                connection_pool=self._pool,  # type: ignore[arg-type]
-            )
+        storage = self._redis_storage(redis_url) if redis_url else MemoryStorage()
         self._limiter = MovingWindowRateLimiter(storage)
         app.extensions["throttle"] = self
         app.after_serving(self.close)
+
+    def _redis_storage(self, redis_url: str) -> Storage:
+        """A store in Redis, through a client imported only when Redis is configured."""
+        from limits.aio.storage import RedisStorage
+        from redis.asyncio import ConnectionPool
+
+        # Our own pool, so the connections can be closed when the app stops serving.
+        self._pool = ConnectionPool.from_url(redis_url)
+        return RedisStorage(
+            f"async+{redis_url}",
+            implementation="redispy",
+            key_prefix="quart_app",
+            connection_pool=self._pool,  # type: ignore[arg-type]
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

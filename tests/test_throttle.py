@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 import uuid
 from typing import Any, cast
 
 import pytest
 from quart import Quart
 
+import quart_app
 from quart_app.config import DEFAULTS
 from quart_app.throttle import Throttle, Throttled
 
@@ -94,3 +97,26 @@ async def test_without_redis_each_process_counts_alone() -> None:
     second = make_app(**limits)
     assert (await attempts(first, "LOGIN_ATTEMPTS_PER_ADDRESS", "10.0.0.5", 3)).count(True) == 2
     assert (await attempts(second, "LOGIN_ATTEMPTS_PER_ADDRESS", "10.0.0.5", 3)).count(True) == 2
+
+
+async def test_without_a_redis_url_the_throttle_needs_no_redis_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The module is loaded afresh while importing redis fails (None in sys.modules); the
+    # original is put back afterwards, in sys.modules and on the package.
+    for name in ("redis", "redis.asyncio"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "quart_app.throttle")
+    monkeypatch.setattr(quart_app, "throttle", quart_app.throttle)
+    fresh = importlib.import_module("quart_app.throttle")
+
+    app = Quart(__name__)
+    app.config.update(DEFAULTS)
+    app.config.update(RATE_LIMITER_ENABLED=True, LOGIN_ATTEMPTS_PER_ADDRESS="2/minute")
+    throttle = fresh.Throttle(app)
+    async with app.app_context():
+        for _ in range(2):
+            await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", "10.0.0.6")
+        with pytest.raises(fresh.Throttled):
+            await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", "10.0.0.6")
+    await throttle.close()
