@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import os
 import secrets
 import unicodedata
 from collections.abc import Callable
@@ -21,33 +19,11 @@ T = TypeVar("T")
 
 ARGON2_PREFIX = "$argon2id$"
 WERKZEUG_PREFIXES = ("scrypt:", "pbkdf2:")
-# glibc's mallopt parameter (malloc.h) and its default value.
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
 
 
 def normalize(password: str) -> str:
     """NFKC, so the same password typed on another keyboard or OS still matches."""
     return unicodedata.normalize("NFKC", password)
-
-
-def return_big_blocks_to_the_os() -> None:
-    """Make glibc's malloc give every block of 128 KiB or more back to the OS when freed.
-
-    By default glibc raises this threshold after the first such block is freed, so each hash
-    thread's later argon2 blocks (memory_cost, 19 MiB) stay in its malloc arena, resident for
-    good. A fixed threshold returns them after every hash, at the cost of mapping them anew.
-    Elsewhere than glibc, nothing is done.
-    """
-    try:
-        glibc = os.confstr("CS_GNU_LIBC_VERSION")
-    except (AttributeError, ValueError, OSError):
-        return
-    if glibc:
-        mallopt = ctypes.CDLL(None).mallopt
-        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        mallopt.restype = ctypes.c_int
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 class PasswordHasher:
@@ -67,7 +43,6 @@ class PasswordHasher:
             parallelism=app.config["ARGON2_PARALLELISM"],
             type=Type.ID,
         )
-        return_big_blocks_to_the_os()
         # A fixed number of threads bounds the memory argon2 can take (threads x memory_cost)
         # however many logins arrive at once; the rest wait in the queue.
         self._executor = ThreadPoolExecutor(

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import os
-import platform
 import re
-import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import argon2
@@ -20,7 +16,6 @@ import pytest
 from quart import Quart
 from werkzeug.security import generate_password_hash
 
-from quart_app import passwords
 from quart_app.passwords import PasswordHasher
 
 from .conftest import PASSWORD, AppFactory
@@ -37,24 +32,6 @@ WERKZEUG_METHODS = ["scrypt", PBKDF2]
 # Where the hashing libraries' Python frames live while they work.
 ARGON2_CODE = f"{os.sep}argon2{os.sep}"
 WERKZEUG_CODE = f"{os.sep}werkzeug{os.sep}"
-# Prints how many KiB of RSS the served app keeps after hashing several times on every thread.
-RSS_LEFT_BY_HASHING = """
-import asyncio
-from quart_app import app
-
-def rss_kib():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-
-async def hash_on_every_thread():
-    hasher = app.extensions["password_hasher"]
-    count = 4 * app.config["HASH_THREADS"]
-    await asyncio.gather(*(hasher.hash(f"password {n}") for n in range(count)))
-
-before = rss_kib()
-asyncio.run(hash_on_every_thread())
-print(rss_kib() - before)
-"""
 
 
 def fullwidth(text: str) -> str:
@@ -320,35 +297,3 @@ async def test_dummy_verify_runs_argon2_every_time(hasher: PasswordHasher, passw
     for _ in range(2):
         _, _, samples = await watch(hasher.dummy_verify(password), ARGON2_CODE)
         assert frozenset().union(*samples), "dummy_verify did no argon2 work"
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="about glibc's malloc")
-def test_argon2_memory_goes_back_to_the_os_after_each_hash(
-    no_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("QUART_INSTANCE_PATH", str(tmp_path))
-    monkeypatch.setenv("QUART_DATABASE_URL", f"sqlite://{tmp_path / 'db.sqlite3'}")
-    monkeypatch.setenv("QUART_HASH_THREADS", "2")
-    done = subprocess.run(
-        [sys.executable, "-c", RSS_LEFT_BY_HASHING],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-    # With glibc's default, sliding threshold each hash thread would keep a 19 MiB block.
-    assert int(done.stdout) < OWASP_MEMORY_KIB // 2
-
-
-def test_without_glibc_malloc_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_such_name(name: str) -> str:
-        raise ValueError(f"unrecognized configuration name {name!r}")
-
-    def not_called(*args: Any) -> None:
-        raise AssertionError("mallopt must not be looked up without glibc")
-
-    monkeypatch.setattr(os, "confstr", no_such_name)
-    monkeypatch.setattr(ctypes, "CDLL", not_called)
-
-    passwords.return_big_blocks_to_the_os()
