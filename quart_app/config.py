@@ -31,7 +31,9 @@ DEFAULTS: dict[str, Any] = {
     "ARGON2_TIME_COST": 2,
     "ARGON2_MEMORY_COST": 19 * 1024,
     "ARGON2_PARALLELISM": 1,
-    "HASH_THREADS": 2,
+    # Per worker. Hypercorn runs about one worker per core, so one thread each keeps the
+    # cores busy without hashes queueing behind each other for CPU (see docs/benchmarks.md).
+    "HASH_THREADS": 1,
     "LOGIN_FAILURES_PER_ACCOUNT": "10/15 minutes",
     "LOGIN_ATTEMPTS_PER_ADDRESS": "60/minute",
     "REGISTRATIONS_PER_ADDRESS": "10/hour",
