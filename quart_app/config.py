@@ -26,7 +26,8 @@ DEFAULTS: dict[str, Any] = {
     # last_seen is written at most this often, so most requests cost one read.
     "SESSION_TOUCH_INTERVAL": 60,
     # Sessions each worker keeps in memory (see session_cache.py); 0 reads every request's.
-    "SESSION_CACHE_SIZE": 4096,
+    # None: 4096 on SQLite; 0 on a database server, so that its outage is a 503 at once.
+    "SESSION_CACHE_SIZE": None,
     "AUTH_COOKIE_NAME": "quart_app_auth",
     "ARGON2_TIME_COST": 2,
     "ARGON2_MEMORY_COST": 19 * 1024,

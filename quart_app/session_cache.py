@@ -14,6 +14,11 @@ A copy is used only while nothing has ended or changed its session since it was 
 
 A session ended by writing to the database directly (not through the app, its API or its
 commands) is noticed by the workers within SESSION_TOUCH_INTERVAL.
+
+By default the cache is on for SQLite only. A database server can go away while the app
+runs; every request must then fail closed with a 503, which a page served from memory
+would not. SESSION_CACHE_SIZE turns it on for PostgreSQL too, for those who prefer that
+logged-in pages keep working through a short outage.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ logger = logging.getLogger(__name__)
 BOARD_FILE = "session-counters"
 SLOTS = 8192
 COUNTER = struct.Struct("<Q")
+DEFAULT_SIZE = 4096
 
 
 class Board:
@@ -114,7 +120,10 @@ class SessionCache:
 
     def init_app(self, app: Quart) -> None:
         app.extensions["session_cache"] = self
-        self.size = int(app.config["SESSION_CACHE_SIZE"])
+        size = app.config["SESSION_CACHE_SIZE"]
+        if size is None:
+            size = DEFAULT_SIZE if str(app.config["DATABASE_URL"]).startswith("sqlite") else 0
+        self.size = int(size)
         self.max_age = float(app.config["SESSION_TOUCH_INTERVAL"])
         self.needs_events = bool(app.config["REDIS_URL"])
         cast("SessionEvents", app.extensions["session_events"]).observe(self)

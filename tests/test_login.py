@@ -93,9 +93,11 @@ async def test_one_query_per_authenticated_request(
 
 
 async def test_a_worker_reads_a_session_it_served_lately_from_memory(
-    client: Client, auth: AuthActions, caplog: pytest.LogCaptureFixture
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await auth.register()
+    app = await make_app(SESSION_CACHE_SIZE=100)
+    client = app.test_client()
+    await AuthActions(client).register()
     first = await queries_of(client, caplog, "/index/")
     assert len(first) == 1, first
     assert "sessions" in first[0]

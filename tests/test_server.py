@@ -134,7 +134,7 @@ def test_workers_and_restarts_share_the_login(
 def test_logout_ends_the_session_everywhere(
     database_url: str, live_servers: LiveServers, events: str
 ) -> None:
-    env = {}
+    env = {"QUART_SESSION_CACHE_SIZE": "100"}  # on PostgreSQL too, where it is off by default
     if events == "redis":
         require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
         assert REDIS_URL is not None

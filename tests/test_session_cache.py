@@ -14,7 +14,7 @@ from quart.typing import TestClientProtocol as Client
 from quart_app.config import DEFAULTS
 from quart_app.events import SessionEvents
 from quart_app.models import AuthSession, User
-from quart_app.session_cache import BOARD_FILE, Board, SessionCache
+from quart_app.session_cache import BOARD_FILE, DEFAULT_SIZE, Board, SessionCache
 
 from .conftest import REDIS_URL, AppFactory, AuthActions, require
 from .test_login import queries_of
@@ -36,10 +36,10 @@ def signed_in(n: int, last_seen: datetime | None = None) -> User:
     return user
 
 
-def worker(app: Quart) -> SessionCache:
+def worker(app: Quart, size: int = DEFAULT_SIZE) -> SessionCache:
     """Another worker of app's deployment: its own memory, the same instance folder."""
     cache = SessionCache()
-    cache.size = app.config["SESSION_CACHE_SIZE"]
+    cache.size = size
     cache.max_age = app.config["SESSION_TOUCH_INTERVAL"]
     return cache
 
@@ -48,6 +48,21 @@ def remember(cache: SessionCache, user: User) -> None:
     assert user.session is not None
     hashed = user.session.key_hash  # type: ignore[attr-defined]
     cache.put(hashed, user, cache.count(hashed))
+
+
+@pytest.mark.parametrize(
+    ("database", "size"),
+    [("sqlite://:memory:", DEFAULT_SIZE), ("postgres://u@127.0.0.1:5432/db", 0)],
+)
+def test_on_by_default_for_sqlite_only(database: str, size: int) -> None:
+    """A database server can fail while the app runs: every request must then be a 503."""
+    app = Quart(__name__)
+    app.config.update(DEFAULTS)
+    app.config["DATABASE_URL"] = database
+    SessionEvents(app)
+    assert SessionCache(app).size == size
+    app.config["SESSION_CACHE_SIZE"] = 10
+    assert SessionCache(app).size == 10
 
 
 async def test_counters_are_shared_through_the_file(tmp_path: Path) -> None:
@@ -94,10 +109,9 @@ async def test_copies_are_dropped_when_last_seen_is_due(app: Quart) -> None:
         assert cache.get(key_hash(1)) is None
 
 
-async def test_the_cache_is_bounded(make_app: AppFactory) -> None:
-    app = await make_app(SESSION_CACHE_SIZE=2)
+async def test_the_cache_is_bounded(app: Quart) -> None:
     async with app.app_context():
-        cache = worker(app)
+        cache = worker(app, size=2)
         for n in (1, 2, 3):
             remember(cache, signed_in(n))
         assert cache.get(key_hash(1)) is None
@@ -157,7 +171,7 @@ async def test_an_event_from_another_machine_drops_the_copy(tmp_path: Path) -> N
 async def test_without_a_writable_instance_folder_every_request_is_read(
     make_app: AppFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = await make_app()
+    app = await make_app(SESSION_CACHE_SIZE=DEFAULT_SIZE)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     app.instance_path = str(blocker / "instance")  # cannot be made: a file is in the way
