@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import stat
+import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,11 +16,16 @@ import pytest
 
 from .conftest import PASSWORD, POSTGRES_URL, REDIS_URL, USE_POSTGRES, csrf_token, require
 from .live_server import (
+    HYPERCORN,
+    ROOT,
     LiveServer,
     LiveServers,
     live_servers_fixture,  # noqa: F401  (the live_servers fixture)
     private_postgres_database,
+    server_env,
 )
+
+QUART = HYPERCORN.parent / "quart"
 
 pytestmark = pytest.mark.server
 
@@ -162,6 +168,36 @@ def test_logout_ends_the_session_everywhere(
             response = replay.get("/index/")
         assert redirects_to_login(response), (response.status_code, response.text[:200])
     # Accept is random between workers; twenty all landing on one is ~1 in 500,000.
+    assert len(refusing_pids(server, since, 2)) == 2, server.output()
+
+
+def test_disabling_from_the_command_line_logs_out_on_every_worker(
+    live_servers: LiveServers, tmp_path: Path
+) -> None:
+    """`users disable` runs in a process of its own; the workers hold the session in memory."""
+    database_url = f"sqlite://{tmp_path / 'db.sqlite3'}"
+    server = live_servers.start(database_url=database_url)
+    with client(server) as http:
+        register(http)
+        cookies = cookie_values(http)
+    index_on_new_connections(server, cookies, 40)
+    assert len(answering_pids(server)) == 2, server.output()
+
+    command = subprocess.run(
+        [str(QUART), "--app", "quart_app", "users", "disable", USERNAME],
+        cwd=ROOT,
+        env=server_env(server.instance_path, database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert command.returncode == 0, command.stderr
+
+    since = len(server.output())
+    for _ in range(20):
+        with client(server, cookies) as replay:
+            response = replay.get("/index/")
+        assert redirects_to_login(response), (response.status_code, response.text[:200])
     assert len(refusing_pids(server, since, 2)) == 2, server.output()
 
 
