@@ -1,4 +1,4 @@
-"""The report: one table of every target, and the issue's targets as ratios of this run."""
+"""The report: one table of every target, and the targets as ratios of this run."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def _paired(
 
 
 def checks(run: Run) -> list[Check]:
-    """The issue's targets, each a ratio of two numbers of this same run."""
+    """The targets, each a ratio of two numbers of this same run."""
     out: list[Check] = []
 
     def ok(key: str) -> TargetResult | None:
@@ -164,6 +164,14 @@ def checks(run: Run) -> list[Check]:
             _paired(t, bare, lambda r: r.rate),
             f">= {floor}x",
             f"{floor}:",
+        )
+        add(
+            f"logged-in GET by server CPU per request, bare Quart / quart_app {db_name}",
+            ratio(
+                bare.cpu_ms("logged-in") if bare else None,
+                t.cpu_ms("logged-in"),
+            ),
+            "(information: the same, without Hypercorn's uneven rounds)",
         )
         add(
             f"mixed p99, quart_app {db_name} / Flask original",
