@@ -62,7 +62,12 @@ class SessionEvents:
     def observe(self, observer: Observer) -> None:
         self._observers.append(observer)
 
-    async def publish(self, session_ids: Iterable[int], reason: str) -> None:
+    async def publish(self, session_ids: Iterable[int], reason: str | None) -> None:
+        """Sessions ended (reason: why, for their sockets) or only changed (None).
+
+        A change reaches the observers of the other workers (their copies of the session)
+        and no socket.
+        """
         ids = list(session_ids)
         if not ids:
             return
@@ -92,7 +97,9 @@ class SessionEvents:
             if not waiters:
                 del self._waiters[session_id]
 
-    def _deliver(self, ids: Iterable[int], reason: str) -> None:
+    def _deliver(self, ids: Iterable[int], reason: str | None) -> None:
+        if reason is None:
+            return
         for session_id in ids:
             for queue in self._waiters.get(session_id, ()):
                 queue.put_nowait(reason)

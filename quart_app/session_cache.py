@@ -97,7 +97,7 @@ def _locked(descriptor: int) -> Iterator[None]:
 @dataclass
 class _Copy:
     user: User
-    session_id: int
+    session: AuthSession  # user.session
     slot: int
     count: int
 
@@ -134,14 +134,12 @@ class SessionCache:
         copy = self._copies.get(key_hash)
         if copy is None:
             return None
-        board = self._board
-        session = copy.user.session
+        # A copy exists only once the board is open; with Redis, only while subscribed
+        # (put refuses otherwise, and losing the subscription clears every copy).
+        assert self._board is not None
         if (
-            board is None
-            or board.read(copy.slot) != copy.count
-            or (self.needs_events and not self.hearing_events)
-            or session is None
-            or (datetime.now(UTC) - session.last_seen_at).total_seconds() >= self.max_age
+            self._board.read(copy.slot) != copy.count
+            or (datetime.now(UTC) - copy.session.last_seen_at).total_seconds() >= self.max_age
         ):
             self._drop(key_hash)
             return None
@@ -150,10 +148,10 @@ class SessionCache:
 
     def count(self, key_hash: str) -> int | None:
         """Read before the database, so a change made during the read spoils the copy."""
-        board = self.board()
-        if board is None or self.size <= 0:
+        if self.size <= 0:
             return None
-        return board.read(board.slot(key_hash))
+        board = self.board()
+        return None if board is None else board.read(board.slot(key_hash))
 
     def put(self, key_hash: str, user: User, count: int | None) -> None:
         if count is None or user.session is None:
@@ -161,9 +159,9 @@ class SessionCache:
         if self.needs_events and not self.hearing_events:
             return
         self._drop(key_hash)
-        session_id = cast("AuthSession", user.session).id
-        self._copies[key_hash] = _Copy(user, session_id, Board.slot(key_hash), count)
-        self._ids[session_id] = key_hash
+        session = cast("AuthSession", user.session)
+        self._copies[key_hash] = _Copy(user, session, Board.slot(key_hash), count)
+        self._ids[session.id] = key_hash
         while len(self._copies) > self.size:
             self._drop(next(iter(self._copies)))
 
@@ -177,7 +175,7 @@ class SessionCache:
             board.bump(Board.slot(key_hash) for key_hash in hashes)
 
     def heard(self, session_ids: list[int]) -> None:
-        """Sessions ended on some worker, maybe on another machine: drop their copies."""
+        """Sessions ended or changed on some worker, maybe on another machine: drop copies."""
         for session_id in session_ids:
             key_hash = self._ids.get(session_id)
             if key_hash is not None:
@@ -215,7 +213,7 @@ class SessionCache:
     def _drop(self, key_hash: str) -> None:
         copy = self._copies.pop(key_hash, None)
         if copy is not None:
-            self._ids.pop(copy.session_id, None)
+            self._ids.pop(copy.session.id, None)
 
 
 def session_cache() -> SessionCache:

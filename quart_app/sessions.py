@@ -54,7 +54,7 @@ class DatabaseSessionStore:
     async def end(self, session: ServerSession, reason: str) -> None:
         row = cast(AuthSession, session)
         await AuthSession.filter(id=row.id).delete()
-        await _ended([(row.id, row.key_hash)], reason)
+        await _forget([(row.id, row.key_hash)], reason)
 
     async def touch(self, session: ServerSession, now: datetime) -> None:
         session.last_seen_at = now
@@ -64,7 +64,7 @@ class DatabaseSessionStore:
         row = cast(AuthSession, session)
         row.fresh = fresh
         await AuthSession.filter(id=row.id).update(fresh=fresh)
-        session_cache().changed([row.key_hash])
+        await _forget([(row.id, row.key_hash)])
 
 
 async def load_user(key: str) -> User | None:
@@ -126,7 +126,7 @@ async def end_one(user: User, session_id: int, reason: str) -> bool:
     if not rows:
         return False
     await AuthSession.filter(id=session_id).delete()
-    await _ended(cast(list[tuple[int, str]], rows), reason)
+    await _forget(cast(list[tuple[int, str]], rows), reason)
     return True
 
 
@@ -142,12 +142,16 @@ async def end_all(user: User, reason: str, keep: int | None = None) -> int:
     ending = [row for row in rows if row[0] != keep]
     if ending:
         await AuthSession.filter(id__in=[session_id for session_id, _ in ending]).delete()
-    session_cache().changed(key_hash for session_id, key_hash in rows if session_id == keep)
-    await _ended(ending, reason)
+    await _forget([row for row in rows if row[0] == keep])
+    await _forget(ending, reason)
     return len(ending)
 
 
-async def _ended(rows: list[tuple[int, str]], reason: str) -> None:
-    """After sessions are deleted: no worker may use a copy, sockets hear why."""
+async def _forget(rows: list[tuple[int, str]], reason: str | None = None) -> None:
+    """Sessions deleted (reason: why, for their sockets) or changed (None), as (id, key_hash).
+
+    No worker may use its copy any more: those of this machine see the board move, those
+    of other machines hear it through Redis.
+    """
     session_cache().changed(key_hash for _, key_hash in rows)
     await session_events().publish([session_id for session_id, _ in rows], reason)

@@ -39,6 +39,8 @@ async def test_in_process_delivery() -> None:
     await events.publish([1], "logout")
     assert await asyncio.wait_for(mine.get(), 1) == "logout"
     assert other.empty()
+    await events.publish([1], None)  # changed, not ended: for the session caches only
+    assert mine.empty()
     events.unsubscribe(1, mine)
     await events.publish([1], "logout")
     assert mine.empty()

@@ -15,6 +15,7 @@ from quart_app.config import DEFAULTS
 from quart_app.events import SessionEvents
 from quart_app.models import AuthSession, User
 from quart_app.session_cache import BOARD_FILE, DEFAULT_SIZE, Board, SessionCache
+from quart_app.sessions import DatabaseSessionStore
 
 from .conftest import REDIS_URL, AppFactory, AuthActions, require
 from .test_login import queries_of
@@ -135,7 +136,11 @@ async def test_with_redis_copies_only_while_subscribed(app: Quart) -> None:
         assert cache.get(key_hash(1)) is None
 
 
-async def test_an_event_from_another_machine_drops_the_copy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reason", ["logout", None])
+async def test_an_event_from_another_machine_drops_the_copy(
+    tmp_path: Path, reason: str | None
+) -> None:
+    """An end (a reason) or a change such as freshness lost (None) reaches every machine."""
     require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
     apps = []
     for _ in range(2):
@@ -156,12 +161,15 @@ async def test_an_event_from_another_machine_drops_the_copy(tmp_path: Path) -> N
         cache._board = Board(tmp_path / BOARD_FILE)
         cache.put(key_hash(5), user, 0)
         assert cache.get(key_hash(5)) is user
-        await sender.publish([5], "logout")
+        socket = receiver.subscribe(5)
+        await sender.publish([5], reason)
         for _ in range(100):
             if cache.get(key_hash(5)) is None:
                 break
             await asyncio.sleep(0.02)
         assert cache.get(key_hash(5)) is None
+        # A socket is told of an end, and never of a mere change.
+        assert socket.empty() is (reason is None)
     finally:
         for events in (sender, receiver):
             await events._stop()
@@ -183,3 +191,36 @@ async def test_without_a_writable_instance_folder_every_request_is_read(
         assert "sessions" in queries[0]
         if attempt == 0:
             assert "session cache off" in caplog.text
+
+
+async def test_a_change_of_freshness_is_heard_by_other_machines(make_app: AppFactory) -> None:
+    """Not an end, so no socket is told; but copies elsewhere must not stay fresh."""
+    require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
+    app = await make_app(REDIS_URL=REDIS_URL)
+    elsewhere = Quart(__name__)
+    elsewhere.config.update(DEFAULTS)
+    elsewhere.config.update(REDIS_URL=REDIS_URL, DATABASE_URL=app.config["DATABASE_URL"])
+    heard: list[int] = []
+
+    class Ear:
+        def heard(self, session_ids: list[int]) -> None:
+            heard.extend(session_ids)
+
+        def hearing(self, subscribed: bool) -> None:
+            pass
+
+    events = SessionEvents(elsewhere)
+    events.observe(Ear())
+    await events._start()
+    try:
+        await AuthActions(app.test_client()).register()
+        row = await AuthSession.get()
+        async with app.app_context():
+            await DatabaseSessionStore().set_fresh(row, False)
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.02)
+        assert heard == [row.id]
+    finally:
+        await events._stop()
