@@ -6,9 +6,9 @@ A copy is used only while nothing has ended or changed its session since it was 
   file in the instance folder, mapped into memory); ending or changing a session bumps its
   counter before the response that did it is sent, and a copy read under an older count is
   dropped. So a logout on one worker holds on every other worker from the next request.
-- with Redis, workers on other machines drop their copies when the session-ended event
-  that live logout already sends reaches them; while their subscription is down they use
-  no copies at all.
+- with Redis, workers on other machines drop their copies when the event of the end or
+  change reaches them, on the channel live logout already uses; while their subscription
+  is down they use no copies at all.
 - a copy is also dropped once its session is due to have last_seen written again
   (SESSION_TOUCH_INTERVAL), so every worker still reads the row that often.
 
