@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask.templating import _default_template_ctx_processor as flask_context_processor
-from quart import Quart, has_request_context, request
+from quart import Quart, Request
 
-from . import account, api, cli, db, errors, i18n, security, sessions, tokens, views
+from . import account, api, cli, compat, db, errors, i18n, security, tokens, views
 from .config import ConfigError, load_config
-from .events import SessionEvents
 from .i18n import _l
-from .login import LoginManager
+from .login import LoginManager, user_read_with_session
+from .models import User
 from .passwords import PasswordHasher
-from .session_cache import SessionCache
 from .throttle import Throttle
 
 ROOT = Path(__file__).resolve().parent.parent
 
-login_manager = LoginManager(store=sessions.DatabaseSessionStore())
+login_manager = LoginManager()
+login_manager.session_protection = "strong"
 login_manager.login_view = "views.login"
 login_manager.refresh_view = "account.confirm"
 login_manager.login_message = _l("Please log in to access this page.")
@@ -40,15 +36,15 @@ login_manager.blueprint_login_views["api"] = None  # the API answers 401, not a 
 
 
 @login_manager.user_loader
-async def load_user(session_key: str) -> Any:
-    return await sessions.load_user(session_key)
+async def load_user(user_id: str) -> User | None:
+    """The tutorial's loader, answered by the row read with the session when there is one."""
+    return user_read_with_session(user_id) or await User.get_or_none(id=user_id)
 
 
 @login_manager.request_loader
-async def load_user_from_token() -> Any:
+async def load_user_from_token(request: Request) -> User | None:
     """Programs authenticate to the API with `Authorization: Bearer <token>`."""
-    api = has_request_context() and request.blueprint == "api"
-    secret = tokens.bearer_token() if api else None
+    secret = tokens.bearer_token() if request.blueprint == "api" else None
     return await tokens.load_user(secret) if secret else None
 
 
@@ -66,8 +62,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
     db.init_app(app)
     PasswordHasher(app)
     Throttle(app)
-    SessionEvents(app)
-    SessionCache(app)
     login_manager.init_app(app)
     security.init_app(app)
     errors.init_app(app)
@@ -76,19 +70,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
     api.init_app(app)
     cli.init_app(app)
     _log_auth_events(app)
-    _render_without_threads(app)
+    compat.drop_flask_context_processor(app)
     return app
-
-
-def _render_without_threads(app: Quart) -> None:
-    """Drop the copy of Flask's default context processor each blueprint brings along.
-
-    It is a plain function, which Quart sends to a thread on every render of the
-    blueprint's pages; Quart's own async one already puts `request` and `g` in the context.
-    """
-    for name, processors in app.template_context_processors.items():
-        if name is not None:
-            processors[:] = [p for p in processors if p is not flask_context_processor]
 
 
 def _log_auth_events(app: Quart) -> None:
@@ -100,18 +83,9 @@ def _log_auth_events(app: Quart) -> None:
 
 
 def _refuse_to_serve(error: ConfigError) -> None:
-    """Name what is missing; under Hypercorn, also make its master process exit non-zero.
-
-    Hypercorn's master exits 0 when every worker has died on import (its run() loses the
-    workers' exit codes), so a worker that cannot start takes its master down with it.
-    """
+    """Name what is missing; under Hypercorn, also make its master process exit non-zero."""
     print(f"quart_app cannot start: {error}", file=sys.stderr, flush=True)
-    if multiprocessing.parent_process() is None:
-        return
-    parent = os.getppid()
-    with contextlib.suppress(OSError):
-        if b"hypercorn" in Path(f"/proc/{parent}/cmdline").read_bytes():
-            os.kill(parent, signal.SIGKILL)
+    compat.kill_hypercorn_master()
 
 
 try:

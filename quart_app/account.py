@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from quart import (
     Blueprint,
     ResponseReturnValue,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -21,47 +19,39 @@ from quart import (
     websocket,
 )
 from quart_babel import gettext as _
-from ua_parser import parse as parse_user_agent
 
-from . import accounts, sessions
-from .events import session_events
+from . import accounts, devices, sessions
 from .forms import ConfirmForm, EndSessionForm, PasswordForm
 from .login import (
     client_address,
     confirm_login,
+    current_session,
     current_user,
     fresh_login_required,
     login_required,
 )
-from .models import AuthSession, User
+from .models import User
+from .redirects import safe_next
 from .throttle import Throttled
-from .views import safe_next
 
 bp = Blueprint("account", __name__)
-
-
-def describe_device(user_agent: str) -> str:
-    """'Firefox 128 on Windows', from the user agent the session logged in with."""
-    result = parse_user_agent(user_agent)
-    browser = result.user_agent.family if result.user_agent else str(_("Unknown browser"))
-    if result.user_agent and result.user_agent.major:
-        browser += f" {result.user_agent.major}"
-    system = result.os.family if result.os else None
-    device = result.device.family if result.device and result.device.family != "Other" else None
-    where = " on ".join(part for part in (device or system,) if part)
-    return str(_("%(browser)s on %(system)s", browser=browser, system=where)) if where else browser
+PAGE_SIZE = 50
 
 
 @bp.get("/account/")
 @login_required
 async def index() -> ResponseReturnValue:
-    user = _user()
-    rows = await sessions.for_user(user)
-    current = user.session
+    number = request.args.get("page", 1, type=int) or 1
+    if number < 1:
+        abort(404)
+    rows, more = await sessions.page(_user().id, number, PAGE_SIZE)
+    current = current_session()
     return await render_template(
         "account.html",
-        sessions=[(row, describe_device(row.user_agent)) for row in rows],
-        current_id=current.id if isinstance(current, AuthSession) else None,
+        sessions=[(row, devices.label(row.device)) for row in rows],
+        current_id=current.id if current is not None else None,
+        page=number,
+        more=more,
         form=await EndSessionForm.from_request(),
     )
 
@@ -72,8 +62,7 @@ async def end_session(session_id: int) -> ResponseReturnValue:
     form = await EndSessionForm.from_request()
     if not form.validate():
         abort(400)
-    user = _user()
-    if await sessions.end_one(user, session_id, "ended_elsewhere"):
+    if await sessions.end_one(_user().id, session_id, "ended_elsewhere"):
         await flash(_("The session has been ended."))
     return redirect(url_for("account.index"), 303)
 
@@ -84,8 +73,7 @@ async def end_other_sessions() -> ResponseReturnValue:
     form = await EndSessionForm.from_request()
     if not form.validate():
         abort(400)
-    user = _user()
-    ended = await sessions.end_all(user, "ended_elsewhere", keep=_current_session_id())
+    ended = await sessions.end_all(_user().id, "ended_elsewhere", keep=_current_session_id())
     await flash(_("Logged out of %(count)d other session(s).", count=ended))
     return redirect(url_for("account.index"), 303)
 
@@ -131,9 +119,7 @@ async def confirm() -> ResponseReturnValue:
     status = 400
     if form.validate():
         try:
-            await accounts.authenticate(
-                _user().username, form.password.data, client=client_address()
-            )
+            await accounts.reauthenticate(_user(), form.password.data, client=client_address())
         except accounts.InvalidCredentials:
             form.password.errors = [_("The password is not correct.")]
             status = 401
@@ -151,62 +137,28 @@ async def confirm() -> ResponseReturnValue:
 @bp.websocket("/ws/session")
 async def session_socket() -> None:
     """Tell the page when its session ends, so it can go to the login page by itself."""
-    user = current_user._get_current_object()
-    if not isinstance(user, User) or not isinstance(user.session, AuthSession):
+    session = current_session()
+    if session is None:
         abort(401)  # refused before the handshake completes
-    session = user.session
-    events = session_events()
-    queue = events.subscribe(session.id)
+    await websocket.accept()
+    ended = asyncio.create_task(sessions.until_ended(session))
+    gone = asyncio.create_task(_until_client_leaves())
     try:
-        await websocket.accept()
-        reason = await _until_ended(session, queue)
-        if reason is not None:
+        done, _pending = await asyncio.wait({ended, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if ended in done:
             with contextlib.suppress(Exception):  # the client may be gone already
-                await websocket.send(json.dumps({"event": "session_ended", "reason": reason}))
+                message = {"event": "session_ended", "reason": ended.result()}
+                await websocket.send(json.dumps(message))
                 await websocket.close(1000)
     finally:
-        events.unsubscribe(session.id, queue)
+        for task in (ended, gone):
+            task.cancel()
+        await asyncio.gather(ended, gone, return_exceptions=True)
 
 
-async def _until_ended(session: AuthSession, queue: asyncio.Queue[str]) -> str | None:
-    """Wait for the end of the session (its reason), or for the client to go away (None)."""
-    receiver = asyncio.create_task(_drain_client())
-    try:
-        while True:
-            deadline = _deadline(session)
-            waiter = asyncio.create_task(queue.get())
-            delay = max(0.0, (deadline - datetime.now(UTC)).total_seconds())
-            done, _ = await asyncio.wait(
-                {waiter, receiver}, timeout=delay, return_when=asyncio.FIRST_COMPLETED
-            )
-            if waiter in done:
-                return waiter.result()
-            waiter.cancel()
-            if receiver in done:
-                return None
-            # The deadline passed: other requests may have kept the session alive meanwhile.
-            fresh = await AuthSession.get_or_none(id=session.id)
-            if fresh is None:
-                return "ended_elsewhere"
-            session = fresh
-            if datetime.now(UTC) >= _deadline(session):
-                await sessions.DatabaseSessionStore().end(session, "expired")
-                return "expired"
-    finally:
-        receiver.cancel()
-
-
-async def _drain_client() -> None:
+async def _until_client_leaves() -> None:
     while True:
         await websocket.receive()
-
-
-def _deadline(session: AuthSession) -> datetime:
-    deadline = session.expires_at
-    if not session.remember:
-        idle = timedelta(seconds=current_app.config["SESSION_IDLE_TIMEOUT"])
-        deadline = min(deadline, session.last_seen_at + idle)
-    return deadline
 
 
 def _user() -> User:
@@ -214,5 +166,5 @@ def _user() -> User:
 
 
 def _current_session_id() -> int | None:
-    session = _user().session
-    return session.id if isinstance(session, AuthSession) else None
+    session = current_session()
+    return session.id if session is not None else None

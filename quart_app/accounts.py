@@ -13,6 +13,7 @@ from typing import Any, cast
 from quart import current_app
 from quart_babel import gettext as _
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 from werkzeug.exceptions import BadRequest, Conflict, Unauthorized
 
 from . import sessions, tokens
@@ -148,17 +149,8 @@ async def create_user(username: str, password: str) -> User:
 
 async def authenticate(raw_username: str, password: str, client: str) -> User:
     """The user these credentials name, or InvalidCredentials or Throttled."""
-    throttle = _throttle()
     key = username_key(raw_username)
-    # A digest keeps the limiter's keys short whatever length of name is sent.
-    account = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()
-    try:
-        await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", client)
-        # Counted before the check, so parallel guesses cannot slip past the limit.
-        await throttle.hit("LOGIN_FAILURES_PER_ACCOUNT", account)
-    except Throttled:
-        log_event("login_throttled", ip=client)
-        raise
+    account = await _count_attempt(key, client, "login_throttled")
     hasher = _hasher()
     # A key no account can have is not looked up (PostgreSQL refuses NUL in text).
     possible = 0 < len(key) <= 4 * USERNAME_MAX and "\x00" not in key and _encodable(key)
@@ -167,15 +159,51 @@ async def authenticate(raw_username: str, password: str, client: str) -> User:
         await hasher.dummy_verify(password[:PASSWORD_MAX])
         log_event("login_failed", known_user=False, ip=client)
         raise InvalidCredentials()
-    if not await hasher.verify(user.password_hash, password) or not user.is_active:
-        log_event("login_failed", user_id=user.id, ip=client)
-        raise InvalidCredentials()
-    await throttle.clear("LOGIN_FAILURES_PER_ACCOUNT", account)
-    if hasher.needs_rehash(user.password_hash):
-        user.password_hash = await hasher.hash(password)
-        await user.save(update_fields=["password_hash"])
+    await _verify(user, password, account, client, "login_failed")
     log_event("login", user_id=user.id, username=user.username, ip=client)
     return user
+
+
+async def reauthenticate(user: User, password: str, client: str) -> None:
+    """Check the password of a logged-in user again (confirm, password change, new token).
+
+    Throttled and counted like a login, but not a login: it starts nothing and is logged
+    as a check.
+    """
+    account = await _count_attempt(user.username_key, client, "reauthenticate_throttled")
+    if "\x00" in password or len(password) > PASSWORD_MAX:
+        await _hasher().dummy_verify(password[:PASSWORD_MAX])
+        log_event("reauthenticate_failed", user_id=user.id, ip=client)
+        raise InvalidCredentials()
+    await _verify(user, password, account, client, "reauthenticate_failed")
+    log_event("reauthenticated", user_id=user.id, ip=client)
+
+
+async def _count_attempt(key: str, client: str, throttled_event: str) -> str:
+    """Count an attempt against the address and the account before the check; the account key."""
+    throttle = _throttle()
+    # A digest keeps the limiter's keys short whatever length of name is sent.
+    account = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()
+    try:
+        await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", client)
+        # Counted before the check, so parallel guesses cannot slip past the limit.
+        await throttle.hit("LOGIN_FAILURES_PER_ACCOUNT", account)
+    except Throttled:
+        log_event(throttled_event, ip=client)
+        raise
+    return account
+
+
+async def _verify(user: User, password: str, account: str, client: str, failed_event: str) -> None:
+    """Check user's password (upgrading an old hash), or InvalidCredentials."""
+    hasher = _hasher()
+    if not await hasher.verify(user.password_hash, password) or not user.is_active:
+        log_event(failed_event, user_id=user.id, ip=client)
+        raise InvalidCredentials()
+    await _throttle().clear("LOGIN_FAILURES_PER_ACCOUNT", account)
+    if hasher.needs_rehash(user.password_hash):
+        user.password_hash = await hasher.hash(password)
+        await User.filter(id=user.id).update(password_hash=user.password_hash)
 
 
 async def change_password(
@@ -183,28 +211,49 @@ async def change_password(
 ) -> None:
     """Replace user's password; every other session and every API token ends."""
     try:
-        await authenticate(user.username, current, client)
+        await reauthenticate(user, current, client)
     except InvalidCredentials:
         raise InvalidField("current_password", _("The current password is not correct.")) from None
     check_password(new, user.username)
-    user.password_hash = await _hasher().hash(new)
-    await user.save(update_fields=["password_hash"])
-    await end_all_logins(user, "password_changed", keep_session=keep_session)
+    await set_password(user, new, "password_changed", keep_session=keep_session)
     log_event("password_changed", user_id=user.id, ip=client)
+
+
+async def set_password(
+    user: User, password: str, reason: str, keep_session: int | None = None
+) -> None:
+    """Save a new password and end what the old one made, in one transaction.
+
+    Every session (but keep_session) and every API token ends; the credential generation
+    moves on, so a login that checked the old password meanwhile makes a dead session.
+    """
+    password_hash = await _hasher().hash(password)
+    await _replace_credentials(user, reason, keep_session, password_hash=password_hash)
+    user.password_hash = password_hash
 
 
 async def disable(user: User) -> None:
     """Stop an account from logging in, and end everything it is logged in with."""
+    await _replace_credentials(user, "disabled", None, is_active=False)
     user.is_active = False
-    await user.save(update_fields=["is_active"])
-    await end_all_logins(user, "disabled")
     log_event("disable", user_id=user.id, username=user.username)
 
 
 async def end_all_logins(user: User, reason: str, keep_session: int | None = None) -> None:
     """End every session (but keep_session) and every API token of user."""
-    await sessions.end_all(user, reason, keep=keep_session)
-    await tokens.end_all(user)
+    await _replace_credentials(user, reason, keep_session)
+
+
+async def _replace_credentials(
+    user: User, reason: str, keep_session: int | None, **fields: Any
+) -> None:
+    async with sessions.ending(user.id) as ending:
+        users = User.filter(id=user.id).using_db(ending.connection)
+        await users.update(credential_generation=F("credential_generation") + 1, **fields)
+        (generation,) = await users.values_list("credential_generation", flat=True)
+        await ending.all(reason, keep=keep_session, generation=cast(int, generation))
+        await tokens.end_all(user, ending.connection)
+    user.credential_generation = cast(int, generation)
 
 
 def log_event(event: str, **fields: Any) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic_core import PydanticCustomError
 from quart import Blueprint, Quart, ResponseReturnValue, request
 from quart_babel import gettext as _
 from quart_schema import (
@@ -27,19 +28,19 @@ from werkzeug.exceptions import (
 )
 from werkzeug.routing import Rule
 
-from . import accounts, docs, sessions, tokens
-from .account import describe_device
+from . import accounts, devices, docs, sessions, tokens
 from .errors import http_error
 from .i18n import _l
 from .login import (
     client_address,
+    current_session,
     current_user,
     login_fresh,
     login_required,
     login_user,
     logout_user,
 )
-from .models import AuthSession, User
+from .models import User
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,8 +48,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Ids are 32-bit integers in every database: a larger one names nothing (404).
 ID_MAX = 2**31 - 1
+PAGE_SIZE = 50
 SESSION: dict[str, list[str]] = {"session": []}
 TOKEN: dict[str, list[str]] = {"token": []}
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError(NUL_ERROR, "NUL characters are not allowed.")
+    return value
+
+
+NUL_ERROR = "nul_character"
+# Text no client sends on purpose: a NUL is a 400, like a malformed body, not a 422.
+Text = Annotated[StrictStr, AfterValidator(_no_nul)]
 
 
 class Input(BaseModel):
@@ -57,8 +70,8 @@ class Input(BaseModel):
 
 
 class Credentials(Input):
-    username: StrictStr = Field(max_length=4096)
-    password: StrictStr = Field(max_length=4096)
+    username: Text = Field(max_length=4096)
+    password: Text = Field(max_length=4096)
 
 
 class LoginIn(Credentials):
@@ -66,8 +79,8 @@ class LoginIn(Credentials):
 
 
 class TokenIn(Input):
-    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[^\x00]*$")
-    password: StrictStr = Field(max_length=4096)
+    name: Text = Field(min_length=1, max_length=64)
+    password: Text = Field(max_length=4096)
 
 
 class UserOut(BaseModel):
@@ -112,6 +125,7 @@ class SessionOut(BaseModel):
 
 class SessionList(BaseModel):
     sessions: list[SessionOut]
+    next_page: int | None = Field(description="The page after this one (`?page=`), if any.")
 
 
 class EndedOut(BaseModel):
@@ -133,6 +147,14 @@ class ValidationFailed(UnprocessableEntity):
     """The body was JSON but not what the route expects; `details` names each field."""
 
     error_code = "validation_error"
+
+    def __init__(self, message: str, details: Iterable[FieldError]) -> None:
+        super().__init__(message)
+        self.details = list(details)
+
+
+class InvalidText(BadRequest):
+    error_code = "invalid_field"
 
     def __init__(self, message: str, details: Iterable[FieldError]) -> None:
         super().__init__(message)
@@ -234,6 +256,8 @@ async def invalid_body(error: RequestSchemaValidationError) -> ResponseReturnVal
         FieldError(field=".".join(str(p) for p in problem["loc"]) or "body", message=problem["msg"])
         for problem in problems
     ]
+    if any(problem["type"] == NUL_ERROR for problem in problems):
+        return await http_error(InvalidText(_("The request body is not valid."), details))
     return await http_error(ValidationFailed(_("The request body is not valid."), details))
 
 
@@ -303,7 +327,7 @@ async def create_token(data: TokenIn) -> tuple[TokenCreatedOut, int]:
     """Create a named API token; the password is asked again, the token shown once."""
     user = _user()
     try:
-        await accounts.authenticate(user.username, data.password, client=client_address())
+        await accounts.reauthenticate(user, data.password, client=client_address())
     except accounts.InvalidCredentials:
         raise WrongPassword() from None
     token, secret = await tokens.create(user, data.name)
@@ -349,26 +373,29 @@ async def revoke_token(token_id: int) -> tuple[str, int]:
 @login_required
 @security_scheme([SESSION, TOKEN])
 @validate_response(SessionList, 200)
-@errors(401)
+@errors(401, 404)
 async def list_sessions() -> SessionList:
-    """Where the user is logged in, the most recently used first."""
-    user = _user()
-    current = user.session.id if isinstance(user.session, AuthSession) else None
-    rows = await sessions.for_user(user)
+    """Where the user is logged in, the most recently used first, 50 a page (`?page=`)."""
+    number = request.args.get("page", 1, type=int)
+    if number < 1:
+        raise NotFound(_("No such page."))
+    rows, more = await sessions.page(_user().id, number, PAGE_SIZE)
+    current = current_session()
     return SessionList(
         sessions=[
             SessionOut(
                 id=row.id,
-                device=describe_device(row.user_agent),
+                device=devices.label(row.device),
                 ip=row.ip,
                 created_at=row.created_at,
                 last_seen_at=row.last_seen_at,
                 expires_at=row.expires_at,
                 remember=row.remember,
-                current=row.id == current,
+                current=current is not None and row.id == current.id,
             )
             for row in rows
-        ]
+        ],
+        next_page=number + 1 if more else None,
     )
 
 
@@ -380,7 +407,7 @@ async def list_sessions() -> SessionList:
 async def end_session(session_id: int) -> tuple[str, int]:
     """End one of the user's sessions (its pages log out at once)."""
     user = _fresh_user()
-    if not await sessions.end_one(user, session_id, "ended_elsewhere"):
+    if not await sessions.end_one(user.id, session_id, "ended_elsewhere"):
         raise NotFound(_("No such session."))
     return "", 204
 
@@ -393,16 +420,16 @@ async def end_session(session_id: int) -> tuple[str, int]:
 async def end_other_sessions() -> EndedOut:
     """End every session but this one (with a token: every session)."""
     user = _fresh_user()
-    keep = user.session.id if isinstance(user.session, AuthSession) else None
-    return EndedOut(ended=await sessions.end_all(user, "ended_elsewhere", keep=keep))
+    current = current_session()
+    keep = current.id if current is not None else None
+    return EndedOut(ended=await sessions.end_all(user.id, "ended_elsewhere", keep=keep))
 
 
 def _fresh_user() -> User:
     """The user, if the request may end sessions: a token, or a fresh session."""
-    user = _user()
-    if user.session is not None and not login_fresh():
+    if current_session() is not None and not login_fresh():
         raise NotFresh()
-    return user
+    return _user()
 
 
 def _user() -> User:

@@ -10,7 +10,10 @@ from typing import Any
 
 from quart import Quart
 
+from .login import LOGIN_DEFAULTS
+
 DEFAULTS: dict[str, Any] = {
+    **LOGIN_DEFAULTS,
     "ENV": "development",
     "SECRET_KEY": None,
     "DATABASE_URL": None,  # None: sqlite file in the instance folder
@@ -18,17 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": None,
     "RATE_LIMITER_ENABLED": True,
     "TRUSTED_PROXIES": 0,
-    # Flask-Login's names and meanings.
-    "SESSION_PROTECTION": "strong",
-    "REMEMBER_COOKIE_DURATION": 30 * 24 * 3600,
-    "SESSION_LIFETIME": 12 * 3600,
-    "SESSION_IDLE_TIMEOUT": 2 * 3600,
-    # last_seen is written at most this often, so most requests cost one read.
-    "SESSION_TOUCH_INTERVAL": 60,
-    # Sessions each worker keeps in memory (see session_cache.py); 0 reads every request's.
-    # None: 4096 on SQLite; 0 on a database server, so that its outage is a 503 at once.
-    "SESSION_CACHE_SIZE": None,
-    "AUTH_COOKIE_NAME": "quart_app_auth",
+    # Flask-Login's SESSION_PROTECTION, when set, overrides login_manager.session_protection.
     "ARGON2_TIME_COST": 2,
     "ARGON2_MEMORY_COST": 19 * 1024,
     "ARGON2_PARALLELISM": 1,
@@ -74,7 +67,7 @@ def load_config(app: Quart, test_config: Mapping[str, Any] | None = None) -> Non
         # __Host- cookies must be Secure, Path=/ and carry no Domain.
         app.config["SESSION_COOKIE_NAME"] = "__Host-" + app.config["SESSION_COOKIE_NAME"]
         app.config["AUTH_COOKIE_NAME"] = "__Host-" + app.config["AUTH_COOKIE_NAME"]
-    if app.config["SESSION_PROTECTION"] not in (None, "basic", "strong"):
+    if app.config.get("SESSION_PROTECTION") not in (None, "basic", "strong"):
         raise ConfigError('SESSION_PROTECTION must be None, "basic" or "strong"')
 
 

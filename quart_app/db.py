@@ -19,6 +19,8 @@ from tortoise import Tortoise
 from tortoise.connection import get_connection
 from tortoise.migrations.executor import MigrationExecutor
 
+from . import compat
+
 APP_LABEL = "models"
 # An arbitrary constant: the PostgreSQL advisory lock that serialises migrations.
 MIGRATION_LOCK_ID = 0x71A7_0001
@@ -71,7 +73,7 @@ async def connect(app: Quart) -> None:
     """Connect, then bring the schema up to date (creating the tables on first start)."""
     config = tortoise_config(app.config["DATABASE_URL"], app.config["DATABASE_POOL_SIZE"])
     # Requests run in other tasks than before_serving: share the context process-wide.
-    await Tortoise.init(config=config, _enable_global_fallback=True)
+    await Tortoise.init(config=config, **compat.tortoise_init_options())
     try:
         async with _migration_lock(app.config["DATABASE_URL"]):
             await MigrationExecutor(get_connection("default"), config["apps"]).migrate()

@@ -1,8 +1,10 @@
-"""Flask-Login's API on Quart-Auth, with sessions that live on the server.
+"""Flask-Login's API on Quart-Auth, over sessions that live on the server.
 
-Quart-Auth signs the cookie; the cookie carries only a random session key. The
-`user_loader` turns that key into the user (the port's one difference from Flask-Login,
-whose loader receives a user id), and the user carries its server-side session.
+As in Flask-Login, the `user_loader` receives the user id and returns the user (or None),
+and `current_user` is what it returned. Beneath it, the cookie (signed by Quart-Auth)
+carries only a random session key, which `sessions.resolve` checks first: ended, expired,
+made under an older password, or failing `session_protection`, and the loader is not asked.
+Callbacks may be coroutines or plain functions, as Quart's own hooks may.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
-from urllib.parse import quote
+from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from quart import (
     Quart,
@@ -33,216 +35,171 @@ from quart.ctx import has_request_context, has_websocket_context
 from quart_auth import Action, AuthUser, QuartAuth
 from werkzeug.local import LocalProxy
 
+from . import devices, sessions
+from .mixins import AnonymousUserMixin, UserMixin
+
 logger = logging.getLogger("quart_app.auth")
 P = ParamSpec("P")
 T = TypeVar("T")
 ResponseReturn = Any
+Callback = Callable[..., Any]
 
 EXEMPT_METHODS = {"OPTIONS"}
 # The key, in Quart's browser-session cookie, that marks a login made in this browser session.
 FRESH_MARK = "_fresh"
-
-
-class UserMixin:
-    """What Flask-Login expects of a user; `session` is set by the user loader.
-
-    A user found by the request loader (an API token) has no session.
-    """
-
-    id: Any
-    is_active: bool
-    session: ServerSession | None = None
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def is_anonymous(self) -> bool:
-        return False
-
-    def get_id(self) -> str:
-        return str(self.id)
-
-
-class AnonymousUserMixin:
-    """The user of a request that carries no valid session."""
-
-    is_authenticated = False
-    is_active = False
-    is_anonymous = True
-    username = ""
-
-    def get_id(self) -> None:
-        return None
-
-
-class ServerSession(Protocol):
-    """The stored half of a login, as the session store gives it back."""
-
-    created_at: datetime
-    last_seen_at: datetime
-    expires_at: datetime
-    remember: bool
-    fresh: bool
-    fingerprint: str
-
-
-class SessionStore(Protocol):
-    """Where sessions live: created at login, ended at logout, read by the user loader."""
-
-    async def start(
-        self,
-        user: Any,
-        *,
-        remember: bool,
-        fresh: bool,
-        fingerprint: str,
-        ip: str,
-        user_agent: str,
-        expires_at: datetime,
-    ) -> str: ...
-
-    async def end(self, session: ServerSession, reason: str) -> None: ...
-
-    async def touch(self, session: ServerSession, now: datetime) -> None: ...
-
-    async def set_fresh(self, session: ServerSession, fresh: bool) -> None: ...
-
-
-UserLoader = Callable[[str], Awaitable[UserMixin | None]]
-RequestLoader = Callable[[], Awaitable[UserMixin | None]]
+# What a bare app needs for logins; quart_app's config.DEFAULTS carries the same keys.
+LOGIN_DEFAULTS: dict[str, Any] = {
+    "AUTH_COOKIE_NAME": "quart_app_auth",
+    "SESSION_COOKIE_SECURE": False,
+    # Flask-Login's names and meanings (seconds, or a timedelta as Flask configs write it).
+    "REMEMBER_COOKIE_DURATION": 30 * 24 * 3600,
+    "SESSION_LIFETIME": 12 * 3600,
+    "SESSION_IDLE_TIMEOUT": 2 * 3600,
+    # last_seen is written at most this often, so most requests cost one read.
+    "SESSION_TOUCH_INTERVAL": 60,
+    # Sessions each worker keeps in memory (sessions/cache.py); 0 reads every request's.
+    # None: 4096 on SQLite; 0 on a database server, so that its outage is a 503 at once.
+    "SESSION_CACHE_SIZE": None,
+    # Live sessions per user; a new login past it ends the least recently used one.
+    "SESSION_MAX_PER_USER": 100,
+    # How often each worker deletes the rows of expired sessions (seconds; 0: never).
+    "SESSION_PURGE_INTERVAL": 3600,
+    "DATABASE_URL": "sqlite://:memory:",
+    "REDIS_URL": None,
+}
 
 
 class LoginManager:
     """Flask-Login's LoginManager: user_loader, login_view, session_protection and friends."""
 
-    def __init__(self, app: Quart | None = None, *, store: SessionStore | None = None) -> None:
-        self.store = store
+    def __init__(self, app: Quart | None = None, add_context_processor: bool = True) -> None:
         self.login_view: str | None = None
-        self.blueprint_login_views: dict[str, str | None] = {}
+        self.blueprint_login_views: dict[str | None, str | None] = {}
         self.login_message: str | None = "Please log in to access this page."
         self.login_message_category = "message"
-        self.expired_message = "Your session has expired. Please log in again."
+        self.expired_message: str | None = "Your session has expired. Please log in again."
         self.refresh_view: str | None = None
-        self.needs_refresh_message = "To protect your account, please enter your password again."
+        self.needs_refresh_message: str | None = (
+            "To protect your account, please reauthenticate to access this page."
+        )
         self.needs_refresh_message_category = "message"
-        self.session_protection: str | None = "strong"
-        self.anonymous_user: Callable[[], AnonymousUserMixin] = AnonymousUserMixin
-        self._user_callback: UserLoader | None = None
-        self._request_callback: RequestLoader | None = None
-        self._unauthorized_callback: Callable[[], Awaitable[ResponseReturn]] | None = None
+        self.session_protection: str | None = "basic"
+        self.anonymous_user: Callable[[], Any] = AnonymousUserMixin
+        self.id_attribute = "get_id"
+        self._user_callback: Callback | None = None
+        self._request_callback: Callback | None = None
+        self.unauthorized_callback: Callback | None = None
+        self.needs_refresh_callback: Callback | None = None
+        self._add_context_processor = add_context_processor
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Quart) -> None:
+    def init_app(self, app: Quart, add_context_processor: bool = True) -> None:
+        for key, value in LOGIN_DEFAULTS.items():
+            app.config.setdefault(key, value)
         config = app.config
         # One Quart-Auth per app: it signs and writes the cookie that carries the session key.
         auth = QuartAuth(
             cookie_name=config["AUTH_COOKIE_NAME"],
             cookie_secure=config["SESSION_COOKIE_SECURE"],
             cookie_samesite="Lax",
-            duration=config["REMEMBER_COOKIE_DURATION"],
+            duration=int(sessions.seconds(config["REMEMBER_COOKIE_DURATION"])),
             salt="quart_app session key",
             singleton=False,
         )
         auth.init_app(app)
+        if "session_events" not in app.extensions:
+            sessions.init_app(app)
         app.extensions["login_manager"] = self
         app.extensions["login_manager.auth"] = auth
+        app.login_manager = self  # type: ignore[attr-defined]  # as Flask-Login sets it
         app.before_request(self._load_user)
         app.before_websocket(self._load_user)
         app.after_request(self._no_store)
-        app.context_processor(_template_context)
+        if add_context_processor and self._add_context_processor:
+            app.context_processor(_template_context)
 
     @property
     def auth(self) -> QuartAuth:
         return cast(QuartAuth, current_app.extensions["login_manager.auth"])
 
-    def user_loader(self, callback: UserLoader) -> UserLoader:
-        """Register the coroutine that turns a session key into its user, or None."""
+    def user_loader(self, callback: Callback) -> Callback:
+        """Register the callback that turns a user id (a str) into the user, or None."""
         self._user_callback = callback
         return callback
 
-    def request_loader(self, callback: RequestLoader) -> RequestLoader:
-        """Register the coroutine that finds a user in the request itself (an API token)."""
+    def request_loader(self, callback: Callback) -> Callback:
+        """Register the callback that finds a user in the request itself (an API token)."""
         self._request_callback = callback
         return callback
 
-    def unauthorized_handler(
-        self, callback: Callable[[], Awaitable[ResponseReturn]]
-    ) -> Callable[[], Awaitable[ResponseReturn]]:
-        """Register the coroutine that answers an anonymous request to a protected view."""
-        self._unauthorized_callback = callback
+    def unauthorized_handler(self, callback: Callback) -> Callback:
+        """Register the callback that answers an anonymous request to a protected view."""
+        self.unauthorized_callback = callback
+        return callback
+
+    def needs_refresh_handler(self, callback: Callback) -> Callback:
+        """Register the callback that answers a stale session at a fresh-only view."""
+        self.needs_refresh_callback = callback
         return callback
 
     async def unauthorized(self) -> ResponseReturn:
         """Answer a request that needs a login, as Flask-Login does."""
-        if self._unauthorized_callback is not None:
-            return await self._unauthorized_callback()
-        view = self.blueprint_login_views.get(request.blueprint or "", self.login_view)
-        if view is None:
+        if self.unauthorized_callback is not None:
+            return await _call(self.unauthorized_callback)
+        if request.blueprint in self.blueprint_login_views:
+            view = self.blueprint_login_views[request.blueprint]
+        else:
+            view = self.login_view
+        if not view:
             abort(401)
         message = self.expired_message if g.get("_login_expired") else self.login_message
         if message:
             await flash(message, self.login_message_category)
-        return redirect(login_url(view, next_url=_request_path()))
+        return redirect(login_url(view, next_url=request.url))
 
     async def needs_refresh(self) -> ResponseReturn:
         """Send a stale session to re-enter its password, as Flask-Login does."""
-        if self.refresh_view is None:
+        if self.needs_refresh_callback is not None:
+            return await _call(self.needs_refresh_callback)
+        if not self.refresh_view:
             abort(401)
-        await flash(self.needs_refresh_message, self.needs_refresh_message_category)
-        return redirect(login_url(self.refresh_view, next_url=_request_path()))
+        if self.needs_refresh_message:
+            await flash(self.needs_refresh_message, self.needs_refresh_message_category)
+        return redirect(login_url(self.refresh_view, next_url=request.url))
 
     async def _load_user(self) -> None:
         """Resolve current_user once per request: the session cookie, else the request loader."""
         g._login_user = self.anonymous_user()
+        g._login_session = None
         user = await self._user_from_session()
         if user is None and self._request_callback is not None:
-            user = await self._request_callback()
-        if user is not None and user.is_active:
+            user = await _call(self._request_callback, _connection())
+        if user is not None:
             g._login_user = user
 
-    async def _user_from_session(self) -> UserMixin | None:
-        """The cookie's user, once its session has passed the timeouts and protection."""
+    async def _user_from_session(self) -> Any:
+        """The loader's user for the cookie's session, once the session has passed its checks."""
         key = self.auth.load_user().auth_id
         if key is None or self._user_callback is None:
             return None
-        user = await self._user_callback(key)
-        if user is None or user.session is None or not user.is_active:
+        resolved = await sessions.resolve(
+            key,
+            current_client(),
+            protection=current_app.config.get("SESSION_PROTECTION", self.session_protection),
+            logged_in_here=lambda: quart_session.get(FRESH_MARK) == _mark(key),
+        )
+        if resolved.session is None:
+            g._login_expired = resolved.ended == "expired"
             self._forget_cookie()
             return None
-        session = user.session
-        now = datetime.now(UTC)
-        if self._expired(session, now):
-            await self._end(session, "expired")
-            g._login_expired = True
+        g._login_loaded = resolved.user
+        user = await _call(self._user_callback, str(resolved.session.user_id))
+        if user is None:
+            self._forget_cookie()
             return None
-        protection = current_app.config.get("SESSION_PROTECTION", self.session_protection)
-        if protection and session.fingerprint != client_fingerprint():
-            if protection == "strong":
-                await self._end(session, "protection")
-                return None
-            if session.fresh:
-                await self.store_or_fail().set_fresh(session, False)
-        elif session.remember and session.fresh and quart_session.get(FRESH_MARK) != _mark(key):
-            # Flask-Login's rule: a session restored from the remember cookie (this browser
-            # session did not log in) is not fresh.
-            await self.store_or_fail().set_fresh(session, False)
-        touch_interval = current_app.config["SESSION_TOUCH_INTERVAL"]
-        if (now - session.last_seen_at).total_seconds() >= touch_interval:
-            await self.store_or_fail().touch(session, now)
+        g._login_session = resolved.session
         return user
-
-    def _expired(self, session: ServerSession, now: datetime) -> bool:
-        if now >= session.expires_at:
-            return True
-        idle = timedelta(seconds=current_app.config["SESSION_IDLE_TIMEOUT"])
-        return not session.remember and now - session.last_seen_at >= idle
-
-    async def _end(self, session: ServerSession, reason: str) -> None:
-        await self.store_or_fail().end(session, reason)
-        self._forget_cookie()
 
     def _forget_cookie(self) -> None:
         if has_request_context():
@@ -255,10 +212,10 @@ class LoginManager:
             response.vary.add("Cookie")
         return response
 
-    def store_or_fail(self) -> SessionStore:
-        if self.store is None:
-            raise RuntimeError("LoginManager needs a session store")
-        return self.store
+
+async def _call(callback: Callback, *args: Any, **kwargs: Any) -> Any:
+    """Run a Flask-style callback, a coroutine function or a plain one (in a thread)."""
+    return await current_app.ensure_async(callback)(*args, **kwargs)
 
 
 async def _template_context() -> dict[str, Any]:
@@ -270,15 +227,31 @@ def _manager() -> LoginManager:
     return cast(LoginManager, current_app.extensions["login_manager"])
 
 
-def _get_user() -> UserMixin | AnonymousUserMixin:
-    if (has_request_context() or has_websocket_context()) and "_login_user" in g:
-        return cast(UserMixin | AnonymousUserMixin, g._login_user)
+def _get_user() -> Any:
     if has_request_context() or has_websocket_context():
+        if "_login_user" in g:
+            return g._login_user
         return _manager().anonymous_user()
     return AnonymousUserMixin()
 
 
 current_user: Any = LocalProxy(_get_user)
+
+
+def current_session() -> Any:
+    """The server-side session of this request's login (an AuthSession), or None."""
+    if (has_request_context() or has_websocket_context()) and _get_user().is_authenticated:
+        return g.get("_login_session")
+    return None
+
+
+def user_read_with_session(user_id: str) -> Any:
+    """The user read together with this request's session, if it is user_id; else None.
+
+    The shipped user_loader answers from it, so a logged-in request costs one query.
+    """
+    user = g.get("_login_loaded") if has_request_context() or has_websocket_context() else None
+    return user if user is not None and str(user.id) == user_id else None
 
 
 def _connection() -> Any:
@@ -290,10 +263,8 @@ def client_address() -> str:
     return str(_connection().remote_addr or "")
 
 
-def client_fingerprint() -> str:
-    """Flask-Login's session identifier: a hash of the client address and user agent."""
-    user_agent = _connection().headers.get("User-Agent", "")
-    return hashlib.sha512(f"{client_address()}|{user_agent}".encode()).hexdigest()
+def current_client() -> sessions.Client:
+    return sessions.Client(client_address(), _connection().headers.get("User-Agent", ""))
 
 
 def _mark(key: str) -> str:
@@ -302,31 +273,34 @@ def _mark(key: str) -> str:
 
 
 async def login_user(
-    user: UserMixin, remember: bool = False, force: bool = False, fresh: bool = True
+    user: Any,
+    remember: bool = False,
+    duration: timedelta | None = None,
+    force: bool = False,
+    fresh: bool = True,
 ) -> bool:
     """Start a new server-side session for user; False when the account is inactive."""
     if not force and not user.is_active:
         return False
     manager = _manager()
-    previous = _get_user()
-    if isinstance(previous, UserMixin) and previous.session is not None:
-        await manager.store_or_fail().end(previous.session, "logout")
-    config = current_app.config
-    lifetime = config["REMEMBER_COOKIE_DURATION"] if remember else config["SESSION_LIFETIME"]
-    key = await manager.store_or_fail().start(
+    previous = current_session()
+    if previous is not None:
+        await sessions.end(previous, "logout")
+    client = current_client()
+    key, session = await sessions.start(
         user,
         remember=remember,
         fresh=fresh,
-        fingerprint=client_fingerprint(),
-        ip=client_address(),
-        user_agent=request.headers.get("User-Agent", "")[:512],
-        expires_at=datetime.now(UTC) + timedelta(seconds=lifetime),
+        client=client,
+        device=devices.describe(client.user_agent),
+        lifetime=duration,
     )
     action = Action.WRITE_PERMANENT if remember else Action.WRITE
     manager.auth.login_user(AuthUser(key, action))
     if fresh:
         quart_session[FRESH_MARK] = _mark(key)
     g._login_user = user
+    g._login_session = session
     return True
 
 
@@ -334,19 +308,22 @@ async def logout_user() -> bool:
     """End the current session on the server and clear its cookie."""
     manager = _manager()
     user = _get_user()
-    if isinstance(user, UserMixin) and user.session is not None:
-        await manager.store_or_fail().end(user.session, "logout")
+    session = current_session()
+    if session is not None:
+        await sessions.end(session, "logout")
         logger.info(json.dumps({"event": "logout", "user_id": user.id, "ip": client_address()}))
     manager.auth.logout_user()
+    quart_session.pop(FRESH_MARK, None)
     g._login_user = manager.anonymous_user()
+    g._login_session = None
     return True
 
 
 async def confirm_login() -> None:
     """Make the current session fresh again, after the user re-entered the password."""
-    user = _get_user()
-    if isinstance(user, UserMixin) and user.session is not None:
-        await _manager().store_or_fail().set_fresh(user.session, True)
+    session = current_session()
+    if session is not None:
+        await sessions.set_fresh(session, True)
         key = _manager().auth.load_user().auth_id
         if key is not None:
             quart_session[FRESH_MARK] = _mark(key)
@@ -354,49 +331,67 @@ async def confirm_login() -> None:
 
 def login_fresh() -> bool:
     """True when the session began with a password, not restored or marked stale."""
-    user = _get_user()
-    return isinstance(user, UserMixin) and user.session is not None and user.session.fresh
+    session = current_session()
+    return session is not None and bool(session.fresh)
 
 
-def login_required(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | Any]]:
+def login_required(func: Callable[P, Any]) -> Callable[P, Any]:
     """Send anonymous visitors to the login view (or a 401) instead of running the view."""
 
     @wraps(func)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T | Any:
-        if request.method not in EXEMPT_METHODS and not current_user.is_authenticated:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        if request.method in EXEMPT_METHODS or current_app.config.get("LOGIN_DISABLED"):
+            return await _call(func, *args, **kwargs)
+        if not current_user.is_authenticated:
             return await _manager().unauthorized()
-        return await func(*args, **kwargs)
+        return await _call(func, *args, **kwargs)
 
     return wrapper
 
 
-def fresh_login_required(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | Any]]:
+def fresh_login_required(func: Callable[P, Any]) -> Callable[P, Any]:
     """Like login_required, and a session restored from the remember cookie must log in again."""
 
     @wraps(func)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T | Any:
-        if request.method in EXEMPT_METHODS:
-            return await func(*args, **kwargs)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        if request.method in EXEMPT_METHODS or current_app.config.get("LOGIN_DISABLED"):
+            return await _call(func, *args, **kwargs)
         if not current_user.is_authenticated:
             return await _manager().unauthorized()
         if not login_fresh():
             return await _manager().needs_refresh()
-        return await func(*args, **kwargs)
+        return await _call(func, *args, **kwargs)
 
     return wrapper
 
 
-def login_url(login_view: str, next_url: str | None = None) -> str:
-    """The login view's URL, with `next` pointing back at the page that asked."""
-    base = url_for(login_view)
+def expand_login_view(login_view: str) -> str:
+    """A login view's URL: given as a URL, or as an endpoint name for url_for."""
+    if login_view.startswith(("https://", "http://", "/")):
+        return login_view
+    return url_for(login_view)
+
+
+def make_next_param(login_url: str, current_url: str) -> str:
+    """current_url reduced to its path and query when it is on the login URL's site."""
+    login, current = urlsplit(login_url), urlsplit(current_url)
+    if (not login.scheme or login.scheme == current.scheme) and (
+        not login.netloc or login.netloc == current.netloc
+    ):
+        return urlunsplit(("", "", current.path, current.query, ""))
+    return current_url
+
+
+def login_url(login_view: str, next_url: str | None = None, next_field: str = "next") -> str:
+    """The login view's URL, with next_field pointing back at the page that asked."""
+    base = expand_login_view(login_view)
     if next_url is None:
         return base
-    return f"{base}?next={quote(next_url, safe='')}"
-
-
-def _request_path() -> str:
-    query = request.query_string.decode("latin-1")
-    return f"{request.path}?{query}" if query else request.path
+    parts = urlsplit(base)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    query[next_field] = [make_next_param(base, next_url)]
+    netloc = current_app.config.get("FORCE_HOST_FOR_REDIRECTS") or parts.netloc
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, doseq=True)))
 
 
 __all__ = [
@@ -404,6 +399,7 @@ __all__ = [
     "LoginManager",
     "UserMixin",
     "confirm_login",
+    "current_session",
     "current_user",
     "fresh_login_required",
     "login_fresh",
@@ -411,4 +407,5 @@ __all__ = [
     "login_url",
     "login_user",
     "logout_user",
+    "user_read_with_session",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
-from .login import UserMixin
+from .mixins import UserMixin
 
 USERNAME_MAX = 32
 
@@ -19,6 +19,9 @@ class User(UserMixin, Model):
     password_hash = fields.CharField(max_length=512)
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Raised by every password change, reset and disable; a session or token made under an
+    # older value is dead, however a login raced the change.
+    credential_generation = fields.IntField(default=0)
 
     sessions: fields.ReverseRelation[AuthSession]
     api_tokens: fields.ReverseRelation[ApiToken]
@@ -40,6 +43,7 @@ class AuthSession(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="sessions", on_delete=fields.CASCADE
     )
+    user_id: int
     created_at = fields.DatetimeField()
     last_seen_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
@@ -48,9 +52,13 @@ class AuthSession(Model):
     fingerprint = fields.CharField(max_length=128)
     ip = fields.CharField(max_length=45)
     user_agent = fields.CharField(max_length=512)
+    # The browser and system read from user_agent once, at login, tab-separated.
+    device = fields.CharField(max_length=160, default="")
+    credential_generation = fields.IntField(default=0)
 
     class Meta:
         table = "sessions"
+        indexes = (("user_id", "last_seen_at"),)
 
 
 class ApiToken(Model):
@@ -64,6 +72,7 @@ class ApiToken(Model):
     token_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_used_at = fields.DatetimeField(null=True)
+    credential_generation = fields.IntField(default=0)
 
     class Meta:
         table = "api_tokens"

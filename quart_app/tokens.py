@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from quart import current_app, request
 
 from .models import ApiToken, User
 from .sessions import hash_key
+
+if TYPE_CHECKING:
+    from tortoise.backends.base.client import BaseDBAsyncClient
 
 PREFIX = "qat_"
 
@@ -25,7 +29,13 @@ def bearer_token() -> str | None:
 async def create(user: User, name: str) -> tuple[ApiToken, str]:
     """A new token for user: the row, and the secret that is shown only this once."""
     secret = PREFIX + secrets.token_urlsafe(32)
-    token = await ApiToken.create(user=user, name=name, token_hash=hash_key(secret))
+    token = await ApiToken.create(
+        user=user,
+        name=name,
+        token_hash=hash_key(secret),
+        # As read with the password just checked: a change since then kills the token.
+        credential_generation=user.credential_generation,
+    )
     return token, secret
 
 
@@ -38,14 +48,19 @@ async def revoke(user: User, token_id: int) -> bool:
     return await ApiToken.filter(id=token_id, user_id=user.id).delete() > 0
 
 
-async def end_all(user: User) -> int:
-    return await ApiToken.filter(user_id=user.id).delete()
+async def end_all(user: User, connection: BaseDBAsyncClient | None = None) -> int:
+    query = ApiToken.filter(user_id=user.id)
+    return await (query.using_db(connection) if connection is not None else query).delete()
 
 
 async def load_user(secret: str) -> User | None:
     """The user a token belongs to, read with it in one query; None when revoked."""
     token = await ApiToken.filter(token_hash=hash_key(secret)).select_related("user").first()
-    if token is None:
+    if (
+        token is None
+        or token.credential_generation != token.user.credential_generation
+        or not token.user.is_active
+    ):
         return None
     now = datetime.now(UTC)
     interval = current_app.config["SESSION_TOUCH_INTERVAL"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from quart import (
     Blueprint,
     ResponseReturnValue,
@@ -22,6 +20,7 @@ from .forms import LoginForm, LogoutForm, RegisterForm, logout_csrf_token
 from .i18n import COOKIE as LANGUAGE_COOKIE
 from .i18n import LANGUAGES, _l
 from .login import client_address, current_user, login_required, login_user, logout_user
+from .redirects import safe_next
 from .throttle import Throttled
 
 bp = Blueprint("views", __name__)
@@ -35,27 +34,15 @@ END_REASONS = {
     "password_changed": _l("Your password was changed. Please log in with the new one."),
     "protection": _l("Your session ended because your connection changed."),
     "disabled": _l("Your account has been disabled."),
+    "password_reset": _l("Your password was reset. Please log in with the new one."),
+    "session_limit": _l("You logged in on too many devices; this, the oldest session, ended."),
 }
 CSRF_FAILED = _l("The form has expired or did not come from this site. Please try again.")
 
 
-def safe_next(target: str | None) -> str:
-    """`target` when it is a path on this site, else the index: no open redirects."""
-    fallback = url_for("views.index")
-    if not target or any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
-        return fallback
-    # Browsers read a backslash as a slash, so "/\\evil.example" is "//evil.example".
-    parts = urlsplit(target.replace("\\", "/"))
-    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
-        return fallback
-    if parts.path.startswith("//"):
-        return fallback
-    return target
-
-
 @bp.get("/")
 async def root() -> ResponseReturnValue:
-    return redirect(url_for("views.index"))
+    return redirect(url_for("views.index"), 303)
 
 
 @bp.get("/language/<code>")
@@ -106,7 +93,7 @@ async def register() -> ResponseReturnValue:
 @bp.route("/login/", methods=["GET", "POST"])
 async def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        return redirect(url_for("views.index"))
+        return redirect(url_for("views.index"), 303)
     form = await LoginForm.from_request()
     if request.method != "POST":  # GET, and HEAD like it
         return await render_template(

@@ -17,7 +17,7 @@ from quart.typing import TestClientProtocol as Client
 from tortoise.connection import get_connection
 
 from quart_app import create_app
-from quart_app.session_cache import SessionCache
+from quart_app.sessions.cache import SessionCache
 
 # Set by .ci/run: the suite runs once on SQLite and once on this PostgreSQL.
 POSTGRES_URL = os.environ.get("QUART_TEST_POSTGRES_URL")
@@ -95,7 +95,7 @@ async def make_app(tmp_path: Any) -> AsyncIterator[AppFactory]:
         started.append(test_app)
         if USE_POSTGRES:
             await get_connection("default").execute_script(
-                "TRUNCATE users, sessions RESTART IDENTITY CASCADE"
+                "TRUNCATE users, sessions, api_tokens RESTART IDENTITY CASCADE"
             )
         return app
 

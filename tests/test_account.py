@@ -10,7 +10,6 @@ from quart import Quart
 from quart.testing import WebsocketResponseError
 from quart.typing import TestClientProtocol as Client
 
-from quart_app.account import describe_device
 from quart_app.models import ApiToken, AuthSession, User
 
 from .conftest import PASSWORD, AppFactory, AuthActions, auth_cookie, csrf_token
@@ -53,22 +52,6 @@ async def test_account_page_lists_sessions(app: Quart, auth: AuthActions) -> Non
 async def test_account_page_needs_a_login(client: Client) -> None:
     response = await client.get("/account/")
     assert response.headers["Location"] == "/login/?next=%2Faccount%2F"
-
-
-@pytest.mark.parametrize(
-    ("agent", "expected"),
-    [
-        (FIREFOX, "Firefox 128 on Windows"),
-        (
-            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-            "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
-            "Mobile Safari 17 on iPhone",
-        ),
-        ("", "Unknown browser"),
-    ],
-)
-def test_describe_device(agent: str, expected: str) -> None:
-    assert describe_device(agent) == expected
 
 
 async def test_end_another_session_from_the_page(app: Quart, auth: AuthActions) -> None:

@@ -7,7 +7,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from quart_app.models import User
-from quart_app.views import safe_next
+from quart_app.redirects import safe_next
 
 from .conftest import PASSWORD, AppFactory, AuthActions, csrf_token
 

@@ -1,14 +1,16 @@
 """Each worker's copies of the sessions it served lately, so most requests skip the database.
 
-A copy is used only while nothing has ended or changed its session since it was read:
+A copy is used only while nothing has ended or changed a session of its user since it was
+read:
 
 - every process of the deployment on this machine shares a board of counters (a small
-  file in the instance folder, mapped into memory); ending or changing a session bumps its
-  counter before the response that did it is sent, and a copy read under an older count is
-  dropped. So a logout on one worker holds on every other worker from the next request.
-- with Redis, workers on other machines drop their copies when the event of the end or
-  change reaches them, on the channel live logout already uses; while their subscription
-  is down they use no copies at all.
+  file in the instance folder, mapped into memory), one per user; ending or changing a
+  session bumps its user's counter before the response that did it is sent, and a copy read
+  under an older count is dropped. So a logout on one worker holds on every other worker
+  from the next request. The count must be read before the database: a worker learns the
+  user of a session key on its first read of it, and keeps copies from the second.
+- with Redis, or PostgreSQL's LISTEN, workers on other machines drop their copies when the
+  event of the end or change reaches them; while that carrier is down they keep no copies.
 - a copy is also dropped once its session is due to have last_seen written again
   (SESSION_TOUCH_INTERVAL), so every worker still reads the row that often.
 
@@ -23,14 +25,10 @@ logged-in pages keep working through a short outage.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import mmap
-import os
 import struct
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,9 +36,11 @@ from typing import TYPE_CHECKING, cast
 
 from quart import Quart, current_app
 
+from .mapped import MappedFile
+
 if TYPE_CHECKING:
-    from .events import SessionEvents
-    from .models import AuthSession, User
+    from ..models import AuthSession, User
+    from .events import Event, SessionEvents
 
 logger = logging.getLogger(__name__)
 
@@ -50,69 +50,47 @@ COUNTER = struct.Struct("<Q")
 DEFAULT_SIZE = 4096
 
 
-class Board:
-    """Counters shared by the processes that map the same file; a session has one slot."""
+class Board(MappedFile):
+    """Counters shared by the processes that map the same file; a user has one slot."""
 
     def __init__(self, path: Path) -> None:
-        size = SLOTS * COUNTER.size
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            with _locked(descriptor):
-                if os.fstat(descriptor).st_size < size:
-                    os.ftruncate(descriptor, size)
-            self._map = mmap.mmap(descriptor, size)
-        except BaseException:
-            os.close(descriptor)
-            raise
-        self._descriptor = descriptor
+        super().__init__(path, SLOTS * COUNTER.size)
 
     @staticmethod
-    def slot(key_hash: str) -> int:
-        return int(key_hash[:8], 16) % SLOTS
+    def slot(user_id: int) -> int:
+        return user_id % SLOTS
 
     def read(self, slot: int) -> int:
-        return int(COUNTER.unpack_from(self._map, slot * COUNTER.size)[0])
+        return int(COUNTER.unpack_from(self.map, slot * COUNTER.size)[0])
 
     def bump(self, slots: Iterable[int]) -> None:
-        with _locked(self._descriptor):
+        with self.locked():
             for slot in set(slots):
                 offset = slot * COUNTER.size
-                count = COUNTER.unpack_from(self._map, offset)[0]
-                COUNTER.pack_into(self._map, offset, (count + 1) % 2**64)
-
-    def close(self) -> None:
-        self._map.close()
-        os.close(self._descriptor)
-
-
-@contextmanager
-def _locked(descriptor: int) -> Iterator[None]:
-    fcntl.flock(descriptor, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
+                count = COUNTER.unpack_from(self.map, offset)[0]
+                COUNTER.pack_into(self.map, offset, (count + 1) % 2**64)
 
 
 @dataclass
 class _Copy:
+    session: AuthSession
     user: User
-    session: AuthSession  # user.session
-    slot: int
     count: int
 
 
 class SessionCache:
-    """A bounded map from session key hash to the user (with `user.session`) last read."""
+    """A bounded map from session key hash to the session and user last read with it."""
 
     def __init__(self, app: Quart | None = None) -> None:
         self._copies: OrderedDict[str, _Copy] = OrderedDict()
-        self._ids: dict[int, str] = {}
+        self._by_user: dict[int, set[str]] = {}
+        # Whose each key is, learnt on a first read: a key never changes hands.
+        self._owners: OrderedDict[str, int] = OrderedDict()
         self._board: Board | None = None
         self._board_failed = False
         self.size = 0
         self.max_age = 0.0
-        # With Redis, copies are safe only while this worker hears the events of the others.
+        # With other machines, copies are safe only while this worker hears their events.
         self.needs_events = False
         self.hearing_events = False
         if app is not None:
@@ -125,70 +103,77 @@ class SessionCache:
             size = DEFAULT_SIZE if str(app.config["DATABASE_URL"]).startswith("sqlite") else 0
         self.size = int(size)
         self.max_age = float(app.config["SESSION_TOUCH_INTERVAL"])
-        self.needs_events = bool(app.config["REDIS_URL"])
-        cast("SessionEvents", app.extensions["session_events"]).observe(self)
+        events = cast("SessionEvents", app.extensions["session_events"])
+        self.needs_events = events.between_machines
+        events.observe(self)
         app.after_serving(self.close)
 
-    def get(self, key_hash: str) -> User | None:
+    def get(self, key_hash: str) -> tuple[AuthSession, User] | None:
         """The copy for key_hash, when it is still good; else None (and it is dropped)."""
         copy = self._copies.get(key_hash)
         if copy is None:
             return None
-        # A copy exists only once the board is open; with Redis, only while subscribed
-        # (put refuses otherwise, and losing the subscription clears every copy).
+        # A copy exists only once the board is open (put needs a count).
         assert self._board is not None
         if (
-            self._board.read(copy.slot) != copy.count
+            self._board.read(Board.slot(copy.user.id)) != copy.count
             or (datetime.now(UTC) - copy.session.last_seen_at).total_seconds() >= self.max_age
         ):
             self._drop(key_hash)
             return None
         self._copies.move_to_end(key_hash)
-        return copy.user
+        return copy.session, copy.user
 
     def count(self, key_hash: str) -> int | None:
         """Read before the database, so a change made during the read spoils the copy."""
         if self.size <= 0:
             return None
+        user_id = self._owners.get(key_hash)
         board = self.board()
-        return None if board is None else board.read(board.slot(key_hash))
+        if user_id is None or board is None:
+            return None
+        return board.read(Board.slot(user_id))
 
-    def put(self, key_hash: str, user: User, count: int | None) -> None:
-        if count is None or user.session is None:
+    def learn(self, key_hash: str, user_id: int) -> None:
+        """Remember whose key this is, so the next read of it can be kept."""
+        if self.size <= 0:
             return
-        if self.needs_events and not self.hearing_events:
+        self._owners[key_hash] = user_id
+        self._owners.move_to_end(key_hash)
+        while len(self._owners) > 4 * self.size:
+            self._owners.popitem(last=False)
+
+    def put(self, key_hash: str, session: AuthSession, user: User, count: int | None) -> None:
+        self.learn(key_hash, user.id)
+        if self.size <= 0 or count is None or (self.needs_events and not self.hearing_events):
             return
         self._drop(key_hash)
-        session = cast("AuthSession", user.session)
-        self._copies[key_hash] = _Copy(user, session, Board.slot(key_hash), count)
-        self._ids[session.id] = key_hash
+        self._copies[key_hash] = _Copy(session, user, count)
+        self._by_user.setdefault(user.id, set()).add(key_hash)
         while len(self._copies) > self.size:
             self._drop(next(iter(self._copies)))
 
-    def changed(self, key_hashes: Iterable[str]) -> None:
-        """Sessions ended or changed: every process of this machine drops its copies."""
-        hashes = list(key_hashes)
-        for key_hash in hashes:
-            self._drop(key_hash)
-        board = self.board()
-        if board is not None and hashes:
-            board.bump(Board.slot(key_hash) for key_hash in hashes)
+    def changed(self, user_ids: Iterable[int]) -> None:
+        """Sessions of these users ended or changed: every process of this machine drops copies."""
+        ids = set(user_ids)
+        for user_id in ids:
+            self._drop_user(user_id)
+        board = self.board() if self.size > 0 else None
+        if board is not None and ids:
+            board.bump(Board.slot(user_id) for user_id in ids)
 
-    def heard(self, session_ids: list[int]) -> None:
-        """Sessions ended or changed on some worker, maybe on another machine: drop copies."""
-        for session_id in session_ids:
-            key_hash = self._ids.get(session_id)
-            if key_hash is not None:
-                self._drop(key_hash)
+    def heard(self, event: Event) -> None:
+        """A session of this user ended or changed somewhere, maybe on another machine."""
+        self._drop_user(event.user_id)
 
     def hearing(self, subscribed: bool) -> None:
-        """Whether the Redis subscription is up; what was missed while down is unknown."""
+        """Whether events from other machines arrive; what was missed while down is unknown."""
         self.clear()
         self.hearing_events = subscribed
 
     def clear(self) -> None:
         self._copies.clear()
-        self._ids.clear()
+        self._by_user.clear()
 
     def board(self) -> Board | None:
         """The machine's board, opened on first use (the instance folder is known by then)."""
@@ -210,10 +195,18 @@ class SessionCache:
             self._board.close()
             self._board = None
 
+    def _drop_user(self, user_id: int) -> None:
+        for key_hash in list(self._by_user.get(user_id, ())):
+            self._drop(key_hash)
+
     def _drop(self, key_hash: str) -> None:
         copy = self._copies.pop(key_hash, None)
         if copy is not None:
-            self._ids.pop(copy.session.id, None)
+            hashes = self._by_user.get(copy.user.id)
+            if hashes is not None:
+                hashes.discard(key_hash)
+                if not hashes:
+                    del self._by_user[copy.user.id]
 
 
 def session_cache() -> SessionCache:
