@@ -223,4 +223,7 @@ def test_session_protection_from_the_environment(
 
 
 def test_session_protection_defaults_to_strong(instance: Path) -> None:
-    assert create_app().config["SESSION_PROTECTION"] == "strong"
+    """As the tutorial sets it on the manager; the configuration overrides it only when set."""
+    app = create_app()
+    assert "SESSION_PROTECTION" not in app.config
+    assert app.extensions["login_manager"].session_protection == "strong"
