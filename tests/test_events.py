@@ -1,92 +1,206 @@
-"""Session-ended events: delivered in-process, and between workers through Redis."""
+"""Session events: in-process, between the workers of a machine, through Redis or PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import asyncpg
 import pytest
 from quart import Quart
 
 from quart_app.config import DEFAULTS
-from quart_app.events import SessionEvents
+from quart_app.sessions.events import RECHECK, SLOTS, Event, SessionEvents
 
-from .conftest import REDIS_URL, require
+from .conftest import POSTGRES_URL, REDIS_URL, USE_POSTGRES, require
 
 
-def bare_app(redis_url: str | None) -> Quart:
-    app = Quart(__name__)
+def bare_app(folder: Path, redis_url: str | None = None, database: str | None = None) -> Quart:
+    app = Quart(__name__, instance_path=str(folder))
     app.config.update(DEFAULTS)
     app.config["REDIS_URL"] = redis_url
+    app.config["DATABASE_URL"] = database or "sqlite://:memory:"
     return app
 
 
+class Worker:
+    """One app standing for one worker: its events started as Hypercorn would."""
+
+    def __init__(self, app: Quart) -> None:
+        self.app = app
+        self.events = SessionEvents(app)
+
+    async def publish(self, event: Event) -> None:
+        async with self.app.app_context():
+            await self.events.publish(event)
+
+
 @pytest.fixture
-async def workers() -> AsyncIterator[tuple[SessionEvents, SessionEvents]]:
-    """Two apps standing for two workers, both subscribed to Redis."""
-    require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
-    first, second = SessionEvents(bare_app(REDIS_URL)), SessionEvents(bare_app(REDIS_URL))
-    for events in (first, second):
-        await events._start()
-    yield first, second
-    for events in (first, second):
-        await events._stop()
+async def start() -> AsyncIterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        async with worker.app.app_context():
+            await worker.events._stop()
 
 
-async def test_in_process_delivery() -> None:
-    events = SessionEvents(bare_app(None))
-    mine, other = events.subscribe(1), events.subscribe(2)
-    await events.publish([1], "logout")
-    assert await asyncio.wait_for(mine.get(), 1) == "logout"
+async def started(workers: list[Worker], app: Quart) -> Worker:
+    worker = Worker(app)
+    async with app.app_context():
+        await worker.events._start()
+    workers.append(worker)
+    return worker
+
+
+async def heard(queue: asyncio.Queue[str]) -> str:
+    return await asyncio.wait_for(queue.get(), 3)
+
+
+def test_an_event_concerns_the_sessions_it_names() -> None:
+    one = Event(1, (5, 6), reason="logout")
+    assert [one.concerns(n) for n in (5, 6, 7)] == [True, True, False]
+    others = Event(1, every=True, keep=5, reason="ended_elsewhere")
+    assert [others.concerns(n) for n in (5, 6)] == [False, True]
+    assert Event.from_json(others.to_json()) == others
+
+
+@pytest.mark.parametrize("data", ["[]", "{}", '[1, [], false, null, "made-up"]', "x"])
+def test_a_malformed_event_is_refused(data: str) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        Event.from_json(data)
+
+
+async def test_in_process_delivery(tmp_path: Path) -> None:
+    worker = Worker(bare_app(tmp_path))
+    mine, other = worker.events.subscribe(1), worker.events.subscribe(2)
+    await worker.publish(Event(10, (1,), reason="logout"))
+    assert await heard(mine) == "logout"
     assert other.empty()
-    await events.publish([1], None)  # changed, not ended: for the session caches only
+    await worker.publish(Event(10, (1,)))  # changed, not ended: for the session caches only
     assert mine.empty()
-    events.unsubscribe(1, mine)
-    await events.publish([1], "logout")
+    worker.events.unsubscribe(1, mine)
+    await worker.publish(Event(10, (1,), reason="logout"))
     assert mine.empty()
 
 
-async def test_event_reaches_another_worker_through_redis(
-    workers: tuple[SessionEvents, SessionEvents],
+async def test_workers_of_one_machine_hear_each_other_without_redis(
+    tmp_path: Path, start: list[Worker]
 ) -> None:
-    first, second = workers
-    queue = second.subscribe(42)
-    await first.publish([42, 43], "password_changed")
-    assert await asyncio.wait_for(queue.get(), 2) == "password_changed"
+    """The default deployment: the ring in the instance folder carries the event."""
+    first = await started(start, bare_app(tmp_path))
+    second = await started(start, bare_app(tmp_path))
+    queue, kept = second.events.subscribe(42), second.events.subscribe(43)
+    await first.publish(Event(7, every=True, keep=43, reason="password_changed"))
+    assert await heard(queue) == "password_changed"
+    assert kept.empty()
 
 
-async def test_publishing_nothing_sends_nothing(
-    workers: tuple[SessionEvents, SessionEvents],
+async def test_a_lap_lost_on_the_ring_makes_every_socket_recheck(
+    tmp_path: Path, start: list[Worker]
 ) -> None:
-    first, second = workers
-    queue = second.subscribe(7)
-    await first.publish([], "logout")
-    await first.publish([8], "logout")
-    await asyncio.sleep(0.2)
+    first = await started(start, bare_app(tmp_path))
+    second = await started(start, bare_app(tmp_path))
+    queue = second.events.subscribe(1)
+    async with first.app.app_context():
+        for n in range(SLOTS + 10):  # faster than the other worker polls
+            await first.events.publish(Event(2, (1000 + n,), reason="logout"))
+    assert await heard(queue) == RECHECK
+
+
+async def test_event_reaches_another_machine_through_redis(
+    tmp_path: Path, start: list[Worker]
+) -> None:
+    require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
+    first = await started(start, bare_app(tmp_path / "a", REDIS_URL))
+    second = await started(start, bare_app(tmp_path / "b", REDIS_URL))
+    queue = second.events.subscribe(42)
+    await first.publish(Event(1, (42, 43), reason="password_changed"))
+    assert await heard(queue) == "password_changed"
+
+
+async def test_unreachable_redis_still_tells_local_sockets(tmp_path: Path) -> None:
+    worker = Worker(bare_app(tmp_path, "redis://127.0.0.1:1/0"))  # nothing listens on port 1
+    queue = worker.events.subscribe(5)
+    await worker.publish(Event(1, (5,), reason="logout"))
+    assert queue.get_nowait() == "logout"
+    assert worker.events._redis is not None
+    await worker.events._redis.aclose()
+
+
+async def test_apps_on_other_databases_do_not_hear_each_other(
+    tmp_path: Path, start: list[Worker]
+) -> None:
+    require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
+    first = await started(start, bare_app(tmp_path / "a", REDIS_URL))
+    second = await started(start, bare_app(tmp_path / "b", REDIS_URL, "postgres://elsewhere/other"))
+    queue = second.events.subscribe(9)
+    await first.publish(Event(1, (9,), reason="logout"))
+    await asyncio.sleep(0.5)
     assert queue.empty()
 
 
-async def test_unreachable_redis_still_tells_local_sockets() -> None:
-    events = SessionEvents(bare_app("redis://127.0.0.1:1/0"))  # nothing listens on port 1
-    queue = events.subscribe(5)
-    await events.publish([5], "logout")
-    assert queue.get_nowait() == "logout"
-    assert events._redis is not None
-    await events._redis.aclose()
+@pytest.fixture
+def postgres_url() -> str:
+    require(USE_POSTGRES and POSTGRES_URL is not None, "runs in the PostgreSQL pass")
+    assert POSTGRES_URL is not None
+    return POSTGRES_URL
 
 
-async def test_apps_on_other_databases_do_not_hear_each_other() -> None:
-    require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
-    apps = [bare_app(REDIS_URL), bare_app(REDIS_URL)]
-    apps[1].config["DATABASE_URL"] = "postgres://elsewhere/other"
-    first, second = SessionEvents(apps[0]), SessionEvents(apps[1])
-    for events in (first, second):
-        await events._start()
+async def test_event_reaches_another_machine_through_postgres(
+    tmp_path: Path, start: list[Worker], postgres_url: str
+) -> None:
+    """No Redis: NOTIFY, sent in the transaction, reaches every LISTENing worker."""
+    first = await started(start, bare_app(tmp_path / "a", database=postgres_url))
+    second = await started(start, bare_app(tmp_path / "b", database=postgres_url))
+    queue = second.events.subscribe(77)
+    connection = await asyncpg.connect(postgres_url.replace("postgres://", "postgresql://", 1))
     try:
-        queue = second.subscribe(9)
-        await first.publish([9], "logout")
-        await asyncio.sleep(0.3)
-        assert queue.empty()
+        async with connection.transaction():
+            await connection.execute(
+                "SELECT pg_notify($1, $2)",
+                "quart_app_session_events",
+                Event(3, (77,), reason="ended_elsewhere").to_json(),
+            )
+            await asyncio.sleep(0.3)
+            assert queue.empty()  # not before the transaction commits
+        assert await heard(queue) == "ended_elsewhere"
     finally:
-        for events in (first, second):
-            await events._stop()
+        await connection.close()
+    assert first.events.between_machines
+
+
+async def test_a_lost_listen_connection_is_noticed_and_recovered(
+    tmp_path: Path, start: list[Worker], postgres_url: str
+) -> None:
+    states: list[bool] = []
+
+    class Ear:
+        def heard(self, event: Event) -> None: ...
+
+        def hearing(self, subscribed: bool) -> None:
+            states.append(subscribed)
+
+        def clear(self) -> None: ...
+
+    app = bare_app(tmp_path, database=postgres_url)
+    worker = Worker(app)
+    worker.events.observe(Ear())
+    async with app.app_context():
+        await worker.events._start()
+    start.append(worker)
+    assert states == [True]
+    admin = await asyncpg.connect(postgres_url.replace("postgres://", "postgresql://", 1))
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    for _ in range(100):
+        if states[-2:] == [False, True]:
+            break
+        await asyncio.sleep(0.05)
+    assert states[-2:] == [False, True]

@@ -11,11 +11,11 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
+from quart_app import sessions
 from quart_app.config import DEFAULTS
-from quart_app.events import SessionEvents
 from quart_app.models import AuthSession, User
-from quart_app.session_cache import BOARD_FILE, DEFAULT_SIZE, Board, SessionCache
-from quart_app.sessions import DatabaseSessionStore
+from quart_app.sessions.cache import BOARD_FILE, DEFAULT_SIZE, Board, SessionCache
+from quart_app.sessions.events import Event, SessionEvents
 
 from .conftest import REDIS_URL, AppFactory, AuthActions, require
 from .test_login import queries_of
@@ -25,16 +25,17 @@ def key_hash(n: int) -> str:
     return hashlib.sha256(str(n).encode()).hexdigest()
 
 
-def signed_in(n: int, last_seen: datetime | None = None) -> User:
-    """A user as the loader returns it, its session attached; nothing is saved."""
+def signed_in(n: int, last_seen: datetime | None = None) -> tuple[AuthSession, User]:
+    """A session of user n and the user, as one read gives them; nothing is saved."""
     user = User(id=n, username=f"user{n}", username_key=f"user{n}", password_hash="x")
-    user.session = AuthSession(
+    session = AuthSession(
         id=n,
         key_hash=key_hash(n),
+        user_id=n,
         last_seen_at=last_seen or datetime.now(UTC),
         expires_at=datetime.now(UTC) + timedelta(hours=1),
     )
-    return user
+    return session, user
 
 
 def worker(app: Quart, size: int = DEFAULT_SIZE) -> SessionCache:
@@ -45,10 +46,11 @@ def worker(app: Quart, size: int = DEFAULT_SIZE) -> SessionCache:
     return cache
 
 
-def remember(cache: SessionCache, user: User) -> None:
-    assert user.session is not None
-    hashed = user.session.key_hash  # type: ignore[attr-defined]
-    cache.put(hashed, user, cache.count(hashed))
+def remember(cache: SessionCache, found: tuple[AuthSession, User]) -> None:
+    """Read a session twice, as a worker does: the first read tells whose key it is."""
+    session, user = found
+    cache.learn(session.key_hash, user.id)
+    cache.put(session.key_hash, session, user, cache.count(session.key_hash))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +70,7 @@ def test_on_by_default_for_sqlite_only(database: str, size: int) -> None:
 
 async def test_counters_are_shared_through_the_file(tmp_path: Path) -> None:
     first, second = Board(tmp_path / BOARD_FILE), Board(tmp_path / BOARD_FILE)
-    slot = Board.slot(key_hash(1))
+    slot = Board.slot(1)
     before = second.read(slot)
     first.bump([slot, slot])
     assert second.read(slot) == before + 1
@@ -79,26 +81,37 @@ async def test_counters_are_shared_through_the_file(tmp_path: Path) -> None:
 async def test_a_change_on_one_worker_drops_the_copies_of_the_others(app: Quart) -> None:
     async with app.app_context():
         one, other = worker(app), worker(app)
-        user = signed_in(1)
-        remember(one, user)
+        found = signed_in(1)
+        remember(one, found)
         remember(other, signed_in(1))
-        assert one.get(key_hash(1)) is user
-        other.changed([key_hash(1)])
+        assert one.get(key_hash(1)) == found
+        other.changed([1])
         assert one.get(key_hash(1)) is None
         assert other.get(key_hash(1)) is None
-        # Other sessions keep their copies (unless they share the counter's slot).
+        # Other users keep their copies.
         remember(one, signed_in(2))
-        other.changed([key_hash(3)])
-        same_slot = Board.slot(key_hash(3)) == Board.slot(key_hash(2))
-        assert (one.get(key_hash(2)) is None) is same_slot
+        other.changed([3])
+        assert one.get(key_hash(2)) is not None
+
+
+async def test_a_key_read_once_is_not_kept_until_its_user_is_known(app: Quart) -> None:
+    """The count must be read before the database, and it is the user's."""
+    async with app.app_context():
+        cache = worker(app)
+        assert cache.count(key_hash(1)) is None
+        session, user = signed_in(1)
+        cache.put(key_hash(1), session, user, None)
+        assert cache.get(key_hash(1)) is None
+        assert cache.count(key_hash(1)) is not None
 
 
 async def test_a_change_during_the_read_spoils_the_copy(app: Quart) -> None:
     async with app.app_context():
         one, other = worker(app), worker(app)
+        one.learn(key_hash(1), 1)
         count = one.count(key_hash(1))  # taken before the database is read
-        other.changed([key_hash(1)])  # the session ends meanwhile
-        one.put(key_hash(1), signed_in(1), count)
+        other.changed([1])  # the session ends meanwhile
+        one.put(key_hash(1), *signed_in(1), count)
         assert one.get(key_hash(1)) is None
 
 
@@ -129,7 +142,7 @@ async def test_with_redis_copies_only_while_subscribed(app: Quart) -> None:
         cache.hearing(True)
         remember(cache, signed_in(1))
         assert cache.get(key_hash(1)) is not None
-        cache.heard([1])
+        cache.heard(Event(1, (1,), reason="logout"))
         assert cache.get(key_hash(1)) is None
         remember(cache, signed_in(1))
         cache.hearing(False)  # what is said while away is lost: nothing is trusted
@@ -143,8 +156,8 @@ async def test_an_event_from_another_machine_drops_the_copy(
     """An end (a reason) or a change such as freshness lost (None) reaches every machine."""
     require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
     apps = []
-    for _ in range(2):
-        app = Quart(__name__)
+    for name in ("a", "b"):  # two machines: two instance folders
+        app = Quart(__name__, instance_path=str(tmp_path / name))
         app.config.update(DEFAULTS)
         app.config["REDIS_URL"] = REDIS_URL
         app.config["DATABASE_URL"] = "sqlite://:memory:"
@@ -152,17 +165,18 @@ async def test_an_event_from_another_machine_drops_the_copy(
     sender, receiver = SessionEvents(apps[0]), SessionEvents(apps[1])
     cache = SessionCache(apps[1])
     assert cache.needs_events
-    for events in (sender, receiver):
-        await events._start()
+    for app, events in zip(apps, (sender, receiver), strict=True):
+        async with app.app_context():
+            await events._start()
     try:
         assert cache.hearing_events
-        user = signed_in(5)
-        # The receiving machine's own board, which the sender's bump never reaches.
-        cache._board = Board(tmp_path / BOARD_FILE)
-        cache.put(key_hash(5), user, 0)
-        assert cache.get(key_hash(5)) is user
+        found = signed_in(5)
+        async with apps[1].app_context():
+            remember(cache, found)
+        assert cache.get(key_hash(5)) == found
         socket = receiver.subscribe(5)
-        await sender.publish([5], reason)
+        async with apps[0].app_context():
+            await sender.publish(Event(5, (5,), reason=reason))
         for _ in range(100):
             if cache.get(key_hash(5)) is None:
                 break
@@ -171,8 +185,9 @@ async def test_an_event_from_another_machine_drops_the_copy(
         # A socket is told of an end, and never of a mere change.
         assert socket.empty() is (reason is None)
     finally:
-        for events in (sender, receiver):
-            await events._stop()
+        for app, events in zip(apps, (sender, receiver), strict=True):
+            async with app.app_context():
+                await events._stop()
         await cache.close()
 
 
@@ -193,34 +208,41 @@ async def test_without_a_writable_instance_folder_every_request_is_read(
             assert "session cache off" in caplog.text
 
 
-async def test_a_change_of_freshness_is_heard_by_other_machines(make_app: AppFactory) -> None:
+async def test_a_change_of_freshness_is_heard_by_other_machines(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
     """Not an end, so no socket is told; but copies elsewhere must not stay fresh."""
     require(REDIS_URL is not None, "QUART_TEST_REDIS_URL is not set")
     app = await make_app(REDIS_URL=REDIS_URL)
-    elsewhere = Quart(__name__)
+    elsewhere = Quart(__name__, instance_path=str(tmp_path / "elsewhere"))
     elsewhere.config.update(DEFAULTS)
     elsewhere.config.update(REDIS_URL=REDIS_URL, DATABASE_URL=app.config["DATABASE_URL"])
-    heard: list[int] = []
+    heard: list[Event] = []
 
     class Ear:
-        def heard(self, session_ids: list[int]) -> None:
-            heard.extend(session_ids)
+        def heard(self, event: Event) -> None:
+            heard.append(event)
 
         def hearing(self, subscribed: bool) -> None:
             pass
 
+        def clear(self) -> None:
+            pass
+
     events = SessionEvents(elsewhere)
     events.observe(Ear())
-    await events._start()
+    async with elsewhere.app_context():
+        await events._start()
     try:
         await AuthActions(app.test_client()).register()
         row = await AuthSession.get()
         async with app.app_context():
-            await DatabaseSessionStore().set_fresh(row, False)
+            await sessions.set_fresh(row, False)
         for _ in range(100):
             if heard:
                 break
             await asyncio.sleep(0.02)
-        assert heard == [row.id]
+        assert heard == [Event(row.user_id, (row.id,))]
     finally:
-        await events._stop()
+        async with elsewhere.app_context():
+            await events._stop()

@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
+import secrets
 import struct
 from collections import defaultdict
 from collections.abc import Iterator
@@ -100,7 +100,7 @@ class Observer(Protocol):
 
 
 # The ring: a header (the number of the last event written), then SLOTS entries of
-# (number, writer pid, reason, every, user id, session id or kept id).
+# (number, writer, reason, every, user id, session id or kept id).
 HEADER = struct.Struct("<Q")
 ENTRY = struct.Struct("<QIBBxxqq")
 SLOTS = 4096
@@ -113,6 +113,8 @@ class Ring(MappedFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path, HEADER.size + SLOTS * ENTRY.size)
         self.seen = self.head()
+        # Who wrote an entry, so a worker skips its own (it delivered them already).
+        self.writer = secrets.randbits(32)
 
     def head(self) -> int:
         return int(HEADER.unpack_from(self.map, 0)[0])
@@ -125,7 +127,7 @@ class Ring(MappedFile):
                 number += 1
                 offset = HEADER.size + (number % SLOTS) * ENTRY.size
                 ENTRY.pack_into(
-                    self.map, offset, number, os.getpid(), reason, every, user_id, session_id
+                    self.map, offset, number, self.writer, reason, every, user_id, session_id
                 )
             HEADER.pack_into(self.map, 0, number)
 
@@ -137,11 +139,13 @@ class Ring(MappedFile):
         events = []
         for number in range(first, head + 1):
             offset = HEADER.size + (number % SLOTS) * ENTRY.size
-            written, pid, reason, every, user_id, session_id = ENTRY.unpack_from(self.map, offset)
+            written, writer, reason, every, user_id, session_id = ENTRY.unpack_from(
+                self.map, offset
+            )
             if written != number:
                 lost = True  # overwritten while we read: a lap behind
                 continue
-            if pid == os.getpid():
+            if writer == self.writer:
                 continue
             events.append(_event_of(reason, every, user_id, session_id))
         self.seen = head
