@@ -19,7 +19,8 @@ from . import sessions, tokens
 from .i18n import _l
 from .models import USERNAME_MAX, User
 from .passwords import PasswordHasher, normalize
-from .throttle import Throttle, Throttled
+from .throttle import Throttle, Throttled, issue_device_cookie
+from .throttle import device_of as throttle_device_of
 
 logger = logging.getLogger("quart_app.auth")
 
@@ -152,12 +153,18 @@ async def authenticate(raw_username: str, password: str, client: str) -> User:
     key = username_key(raw_username)
     # A digest keeps the limiter's keys short whatever length of name is sent.
     account = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()
+    # A client that logged in to this account before counts its failures alone; all the
+    # others share the account's limit, which then cannot lock that client out.
+    device = throttle_device_of(account)
+    counter = (
+        ("LOGIN_FAILURES_PER_DEVICE", device) if device else ("LOGIN_FAILURES_PER_ACCOUNT", account)
+    )
     try:
         await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", client)
         # Counted before the check, so parallel guesses cannot slip past the limit.
-        await throttle.hit("LOGIN_FAILURES_PER_ACCOUNT", account)
+        await throttle.hit(*counter)
     except Throttled:
-        log_event("login_throttled", ip=client)
+        log_event("login_throttled", ip=client, device=device is not None)
         raise
     hasher = _hasher()
     # A key no account can have is not looked up (PostgreSQL refuses NUL in text).
@@ -170,7 +177,8 @@ async def authenticate(raw_username: str, password: str, client: str) -> User:
     if not await hasher.verify(user.password_hash, password) or not user.is_active:
         log_event("login_failed", user_id=user.id, ip=client)
         raise InvalidCredentials()
-    await throttle.clear("LOGIN_FAILURES_PER_ACCOUNT", account)
+    await throttle.clear(*counter)
+    issue_device_cookie(account)
     if hasher.needs_rehash(user.password_hash):
         user.password_hash = await hasher.hash(password)
         await user.save(update_fields=["password_hash"])

@@ -76,6 +76,25 @@ def test_production_refuses_to_start_without_a_secret(
     assert not (instance / "secret_key").exists()
 
 
+@pytest.mark.parametrize("secret", ["a", "x" * 31, "密" * 10], ids=["one", "31", "30-bytes-cjk"])
+def test_production_refuses_a_short_secret(
+    instance: Path, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("QUART_ENV", "production")
+    monkeypatch.setenv("QUART_SECRET_KEY", secret)
+
+    with pytest.raises(ConfigError, match="QUART_SECRET_KEY must be at least 32 bytes"):
+        create_app()
+
+
+def test_a_short_secret_is_allowed_in_development(
+    instance: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUART_SECRET_KEY", "a")
+
+    assert create_app().config["SECRET_KEY"] == "a"
+
+
 def test_production_cookies_are_host_prefixed_and_secure(
     instance: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
