@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypercorn.config import Config
 from quart import Quart
 
 from quart_app import create_app
@@ -243,3 +244,15 @@ def test_session_protection_from_the_environment(
 
 def test_session_protection_defaults_to_strong(instance: Path) -> None:
     assert create_app().config["SESSION_PROTECTION"] == "strong"
+
+
+def test_hypercorn_config_times_out_silent_connections_but_keeps_sockets() -> None:
+    config = Config.from_toml(str(Path(__file__).resolve().parent.parent / "hypercorn.toml"))
+
+    assert config.read_timeout is not None
+    assert 0 < config.read_timeout <= 60
+    # Idle WebSockets answer pings in time, or read_timeout would close them.
+    assert config.websocket_ping_interval is not None
+    assert config.websocket_ping_interval < config.read_timeout
+    assert config.keep_alive_timeout <= 10
+    assert config.ssl_handshake_timeout <= 10
