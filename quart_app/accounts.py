@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import unicodedata
 from functools import cache
 from importlib import resources
@@ -170,11 +171,14 @@ async def authenticate(raw_username: str, password: str, client: str) -> User:
     # A key no account can have is not looked up (PostgreSQL refuses NUL in text).
     possible = 0 < len(key) <= 4 * USERNAME_MAX and "\x00" not in key and _encodable(key)
     user = await User.get_or_none(username_key=key) if possible else None
+    started = time.perf_counter()
     if user is None or "\x00" in password or len(password) > PASSWORD_MAX:
         await hasher.dummy_verify(password[:PASSWORD_MAX])
+        await hasher.answer_failure(started)
         log_event("login_failed", known_user=False, ip=client)
         raise InvalidCredentials()
     if not await hasher.verify(user.password_hash, password) or not user.is_active:
+        await hasher.answer_failure(started)
         log_event("login_failed", user_id=user.id, ip=client)
         raise InvalidCredentials()
     await throttle.clear(*counter)

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     # Per worker. Hypercorn runs about one worker per core, so one thread each keeps the
     # cores busy without hashes queueing behind each other for CPU (see docs/benchmarks.md).
     "HASH_THREADS": 1,
+    # Per worker: werkzeug hashes of imported accounts are verified on these, not the above.
+    "LEGACY_HASH_THREADS": 1,
     # Failures from clients without a device cookie of the account, all of them together.
     "LOGIN_FAILURES_PER_ACCOUNT": "10/15 minutes",
     # Failures from one client holding a device cookie of the account (it logged in before).
