@@ -1,4 +1,4 @@
-"""Throttling: moving windows in-process, and shared by every worker through Redis."""
+"""Throttling: moving windows in-process, shared by the workers through a file or Redis."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import pytest
 from quart import Quart
 
@@ -16,7 +17,11 @@ import quart_app
 from quart_app.config import DEFAULTS
 from quart_app.throttle import Throttle, Throttled
 
-from .conftest import REDIS_URL, require
+from .conftest import PASSWORD, REDIS_URL, require
+from .live_server import (
+    LiveServers,
+    live_servers_fixture,  # noqa: F401  (the live_servers fixture)
+)
 
 
 def make_app(instance: Path, **overrides: Any) -> Quart:
@@ -190,3 +195,26 @@ async def test_without_a_redis_url_the_throttle_needs_no_redis_client(
         with pytest.raises(fresh.Throttled):
             await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", "10.0.0.6")
     await throttle.close()
+
+
+@pytest.mark.server
+def test_two_workers_without_redis_count_one_account_limit(live_servers: LiveServers) -> None:
+    """Hypercorn's two workers share the file: 10 wrong passwords pass, not 20."""
+    server = live_servers.start(env={"QUART_RATE_LIMITER_ENABLED": "true"})
+    registered = httpx.post(
+        server.url + "/api/register",
+        json={"username": "alice", "password": PASSWORD},
+        timeout=10,
+    )
+    assert registered.status_code == 201
+    statuses = [
+        # A new connection each time, so the workers take turns.
+        httpx.post(
+            server.url + "/api/login",
+            json={"username": "alice", "password": PASSWORD + "!"},
+            timeout=10,
+        ).status_code
+        for _ in range(20)
+    ]
+    assert statuses.count(401) == 10
+    assert statuses.count(429) == 10
