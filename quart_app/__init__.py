@@ -20,6 +20,11 @@ from .passwords import PasswordHasher
 from .throttle import Throttle
 
 ROOT = Path(__file__).resolve().parent.parent
+# Installed from a wheel, the copy inside the package; else the checkout's templates/.
+TEMPLATES = next(
+    (p for p in (Path(__file__).resolve().parent / "templates", ROOT / "templates") if p.is_dir()),
+    ROOT / "templates",
+)
 
 login_manager = LoginManager()
 login_manager.session_protection = "strong"
@@ -52,7 +57,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
     """Build the application; test_config replaces the environment when given."""
     app = Quart(
         __name__,
-        template_folder=str(ROOT / "templates"),
+        template_folder=str(TEMPLATES),
         instance_path=os.environ.get("QUART_INSTANCE_PATH"),
         instance_relative_config=True,
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import unicodedata
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, cast
@@ -20,7 +22,8 @@ from . import sessions, tokens
 from .i18n import _l
 from .models import USERNAME_MAX, User
 from .passwords import PasswordHasher, normalize
-from .throttle import Throttle, Throttled
+from .throttle import Throttle, Throttled, issue_device_cookie
+from .throttle import device_of as throttle_device_of
 
 logger = logging.getLogger("quart_app.auth")
 
@@ -150,16 +153,18 @@ async def create_user(username: str, password: str) -> User:
 async def authenticate(raw_username: str, password: str, client: str) -> User:
     """The user these credentials name, or InvalidCredentials or Throttled."""
     key = username_key(raw_username)
-    account = await _count_attempt(key, client, "login_throttled")
+    attempt = await _count_attempt(key, client, "login_throttled")
     hasher = _hasher()
     # A key no account can have is not looked up (PostgreSQL refuses NUL in text).
     possible = 0 < len(key) <= 4 * USERNAME_MAX and "\x00" not in key and _encodable(key)
     user = await User.get_or_none(username_key=key) if possible else None
+    started = time.perf_counter()
     if user is None or "\x00" in password or len(password) > PASSWORD_MAX:
         await hasher.dummy_verify(password[:PASSWORD_MAX])
+        await hasher.answer_failure(started)
         log_event("login_failed", known_user=False, ip=client)
         raise InvalidCredentials()
-    await _verify(user, password, account, client, "login_failed")
+    await _verify(user, password, attempt, client, "login_failed", started)
     log_event("login", user_id=user.id, username=user.username, ip=client)
     return user
 
@@ -170,37 +175,55 @@ async def reauthenticate(user: User, password: str, client: str) -> None:
     Throttled and counted like a login, but not a login: it starts nothing and is logged
     as a check.
     """
-    account = await _count_attempt(user.username_key, client, "reauthenticate_throttled")
+    attempt = await _count_attempt(user.username_key, client, "reauthenticate_throttled")
+    started = time.perf_counter()
     if "\x00" in password or len(password) > PASSWORD_MAX:
         await _hasher().dummy_verify(password[:PASSWORD_MAX])
+        await _hasher().answer_failure(started)
         log_event("reauthenticate_failed", user_id=user.id, ip=client)
         raise InvalidCredentials()
-    await _verify(user, password, account, client, "reauthenticate_failed")
+    await _verify(user, password, attempt, client, "reauthenticate_failed", started)
     log_event("reauthenticated", user_id=user.id, ip=client)
 
 
-async def _count_attempt(key: str, client: str, throttled_event: str) -> str:
-    """Count an attempt against the address and the account before the check; the account key."""
+@dataclass(frozen=True)
+class _Attempt:
+    account: str  # the account's digest: the limiter's key, and the device cookie's
+    counter: tuple[str, str]  # the limit this client's failures count against, and its key
+
+
+async def _count_attempt(key: str, client: str, throttled_event: str) -> _Attempt:
+    """Count an attempt against the address and the account (or device) before the check."""
     throttle = _throttle()
     # A digest keeps the limiter's keys short whatever length of name is sent.
     account = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()
+    # A client that logged in to this account before counts its failures alone; all the
+    # others share the account's limit, which then cannot lock that client out.
+    device = throttle_device_of(account)
+    counter = (
+        ("LOGIN_FAILURES_PER_DEVICE", device) if device else ("LOGIN_FAILURES_PER_ACCOUNT", account)
+    )
     try:
         await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", client)
         # Counted before the check, so parallel guesses cannot slip past the limit.
-        await throttle.hit("LOGIN_FAILURES_PER_ACCOUNT", account)
+        await throttle.hit(*counter)
     except Throttled:
-        log_event(throttled_event, ip=client)
+        log_event(throttled_event, ip=client, device=device is not None)
         raise
-    return account
+    return _Attempt(account, counter)
 
 
-async def _verify(user: User, password: str, account: str, client: str, failed_event: str) -> None:
+async def _verify(
+    user: User, password: str, attempt: _Attempt, client: str, failed_event: str, started: float
+) -> None:
     """Check user's password (upgrading an old hash), or InvalidCredentials."""
     hasher = _hasher()
     if not await hasher.verify(user.password_hash, password) or not user.is_active:
+        await hasher.answer_failure(started)
         log_event(failed_event, user_id=user.id, ip=client)
         raise InvalidCredentials()
-    await _throttle().clear("LOGIN_FAILURES_PER_ACCOUNT", account)
+    await _throttle().clear(*attempt.counter)
+    issue_device_cookie(attempt.account)
     if hasher.needs_rehash(user.password_hash):
         user.password_hash = await hasher.hash(password)
         await User.filter(id=user.id).update(password_hash=user.password_hash)

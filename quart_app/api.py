@@ -28,7 +28,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.routing import Rule
 
-from . import accounts, devices, docs, sessions, tokens
+from . import accounts, devices, docs, security, sessions, tokens
 from .errors import http_error
 from .i18n import _l
 from .login import (
@@ -244,8 +244,7 @@ async def refuse_cross_site() -> None:
         return  # a bearer token is never sent by a browser on its own
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         raise CrossSite()
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
+    if not security.same_origin(request):
         raise CrossSite()
 
 
@@ -325,7 +324,7 @@ async def me() -> MeOut:
 @errors(400, 401, 403, 413, 415, 422, 429)
 async def create_token(data: TokenIn) -> tuple[TokenCreatedOut, int]:
     """Create a named API token; the password is asked again, the token shown once."""
-    user = _user()
+    user = _fresh_user()
     try:
         await accounts.reauthenticate(user, data.password, client=client_address())
     except accounts.InvalidCredentials:
@@ -364,7 +363,7 @@ async def list_tokens() -> TokenList:
 @errors(401, 403, 404)
 async def revoke_token(token_id: int) -> tuple[str, int]:
     """Revoke one of the user's API tokens."""
-    if not await tokens.revoke(_user(), token_id):
+    if not await tokens.revoke(_fresh_user(), token_id):
         raise NotFound(_("No such token."))
     return "", 204
 
@@ -426,7 +425,7 @@ async def end_other_sessions() -> EndedOut:
 
 
 def _fresh_user() -> User:
-    """The user, if the request may end sessions: a token, or a fresh session."""
+    """The user, if the request may do something destructive: a token, or a fresh session."""
     if current_session() is not None and not login_fresh():
         raise NotFresh()
     return _user()

@@ -28,15 +28,30 @@ DEFAULTS: dict[str, Any] = {
     # Per worker. Hypercorn runs about one worker per core, so one thread each keeps the
     # cores busy without hashes queueing behind each other for CPU (see docs/benchmarks.md).
     "HASH_THREADS": 1,
+    # Per worker: werkzeug hashes of imported accounts are verified on these, not the above.
+    "LEGACY_HASH_THREADS": 1,
+    # Failures from clients without a device cookie of the account, all of them together.
     "LOGIN_FAILURES_PER_ACCOUNT": "10/15 minutes",
+    # Failures from one client holding a device cookie of the account (it logged in before).
+    "LOGIN_FAILURES_PER_DEVICE": "10/15 minutes",
     "LOGIN_ATTEMPTS_PER_ADDRESS": "60/minute",
     "REGISTRATIONS_PER_ADDRESS": "10/hour",
+    # Per-address limits count the network of this prefix length the address belongs to.
+    "THROTTLE_IPV4_PREFIX": 32,
+    "THROTTLE_IPV6_PREFIX": 64,
+    # None: "redis" when REDIS_URL is set, else "file" (instance/throttle.sqlite3, shared by
+    # the workers of this machine); "memory" counts in each process alone.
+    "RATE_LIMIT_STORAGE": None,
+    "DEVICE_COOKIE_NAME": "quart_app_device",
+    "DEVICE_COOKIE_DURATION": 365 * 24 * 3600,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "quart_app_session",
 }
 
 ENVIRONMENTS = ("development", "production", "testing")
+# A shorter key can be found from one signed cookie by trying keys offline.
+SECRET_KEY_MIN_BYTES = 32
 
 
 class ConfigError(RuntimeError):
@@ -67,12 +82,19 @@ def load_config(app: Quart, test_config: Mapping[str, Any] | None = None) -> Non
         # __Host- cookies must be Secure, Path=/ and carry no Domain.
         app.config["SESSION_COOKIE_NAME"] = "__Host-" + app.config["SESSION_COOKIE_NAME"]
         app.config["AUTH_COOKIE_NAME"] = "__Host-" + app.config["AUTH_COOKIE_NAME"]
+        app.config["DEVICE_COOKIE_NAME"] = "__Host-" + app.config["DEVICE_COOKIE_NAME"]
     if app.config.get("SESSION_PROTECTION") not in (None, "basic", "strong"):
         raise ConfigError('SESSION_PROTECTION must be None, "basic" or "strong"')
 
 
 def _secret_key(app: Quart, production: bool) -> str:
     key = app.config["SECRET_KEY"]
+    if key and production and len(str(key).encode()) < SECRET_KEY_MIN_BYTES:
+        raise ConfigError(
+            f"QUART_SECRET_KEY must be at least {SECRET_KEY_MIN_BYTES} bytes long when"
+            " QUART_ENV=production (e.g. python3 -c 'import secrets;"
+            " print(secrets.token_urlsafe(48))')"
+        )
     if key:
         return str(key)
     if production:

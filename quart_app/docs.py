@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, ResponseReturnValue, render_template, send_from_directory
+from quart import Blueprint, ResponseReturnValue, abort, render_template, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 bp = Blueprint("docs", __name__)
+
+# What templates/docs.html loads. The rest of the distribution (its stock index.html and
+# oauth2-redirect.html, source maps) is another page than ours and is not served.
+ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js"})
 
 
 @bp.get("/docs")
@@ -15,4 +19,6 @@ async def docs() -> ResponseReturnValue:
 
 @bp.get("/docs/assets/<path:filename>")
 async def assets(filename: str) -> ResponseReturnValue:
+    if filename not in ASSETS:
+        abort(404)
     return await send_from_directory(swagger_ui_path, filename)

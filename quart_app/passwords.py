@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import statistics
+import time
 import unicodedata
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -19,6 +22,8 @@ T = TypeVar("T")
 
 ARGON2_PREFIX = "$argon2id$"
 WERKZEUG_PREFIXES = ("scrypt:", "pbkdf2:")
+# How many recent verifies of each legacy method its cost is taken from (their median).
+COST_SAMPLES = 5
 
 
 def normalize(password: str) -> str:
@@ -32,7 +37,9 @@ class PasswordHasher:
     def __init__(self, app: Quart | None = None) -> None:
         self._argon2 = Argon2Hasher()
         self._executor: ThreadPoolExecutor | None = None
+        self._legacy: ThreadPoolExecutor | None = None
         self._dummy_hash: str | None = None
+        self._costs: dict[str, deque[float]] = {}
         if app is not None:
             self.init_app(app)
 
@@ -48,6 +55,11 @@ class PasswordHasher:
         self._executor = ThreadPoolExecutor(
             max_workers=app.config["HASH_THREADS"], thread_name_prefix="password-hash"
         )
+        # Werkzeug's KDFs cost 3-10 argon2 verifies: their own thread keeps them from
+        # holding up every other login of the worker.
+        self._legacy = ThreadPoolExecutor(
+            max_workers=app.config["LEGACY_HASH_THREADS"], thread_name_prefix="legacy-hash"
+        )
         app.extensions["password_hasher"] = self
         app.after_serving(self._shutdown)
 
@@ -57,7 +69,28 @@ class PasswordHasher:
 
     async def verify(self, stored_hash: str, password: str) -> bool:
         """True when password matches stored_hash, argon2id or werkzeug's format."""
-        return await self._run(self._verify_sync, stored_hash, password)
+        if not stored_hash.startswith(WERKZEUG_PREFIXES):
+            return await self._run(self._verify_sync, stored_hash, password)
+        started = time.perf_counter()
+        matched = await self._run(self._verify_sync, stored_hash, password, executor=self._legacy)
+        method = stored_hash.partition("$")[0]
+        self._costs.setdefault(method, deque(maxlen=COST_SAMPLES)).append(
+            time.perf_counter() - started
+        )
+        return matched
+
+    async def answer_failure(self, started: float) -> None:
+        """Wait until a failed check begun at `started` took what the costliest one takes.
+
+        A legacy hash cannot be verified without its own KDF, so a wrong password for an
+        imported account costs more than for a native or unknown one; every failure is
+        answered no sooner than the slowest legacy method this worker has verified lately.
+        The wait is a sleep: it holds no thread and no CPU.
+        """
+        floor = max((statistics.median(c) for c in self._costs.values()), default=0.0)
+        remaining = started + floor - time.perf_counter()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
 
     async def dummy_verify(self, password: str) -> None:
         """Spend the time of a real verify, so unknown users cannot be told apart."""
@@ -84,11 +117,15 @@ class PasswordHasher:
             return False
         return False
 
-    async def _run(self, func: Callable[..., T], *args: str) -> T:
-        if self._executor is None:
+    async def _run(
+        self, func: Callable[..., T], *args: str, executor: ThreadPoolExecutor | None = None
+    ) -> T:
+        pool = executor or self._executor
+        if pool is None:
             raise RuntimeError("PasswordHasher.init_app has not been called")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+        return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
 
     async def _shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._executor, self._legacy):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)

@@ -206,6 +206,29 @@ async def test_socket_refused_without_a_session(client: Client) -> None:
     assert refused.value.response.status_code == 401
 
 
+@pytest.mark.parametrize(
+    "origin", ["http://evil.example", "http://localhost:8000", "https://localhost", "null"]
+)
+async def test_socket_refuses_a_page_of_another_origin(auth: AuthActions, origin: str) -> None:
+    """A page of another origin cannot read when and why the victim's session ends."""
+    await auth.register()
+    with pytest.raises(WebsocketResponseError) as refused:
+        async with auth.client.websocket("/ws/session", headers={"Origin": origin}) as socket:
+            await socket.receive()
+    assert refused.value.response.status_code == 403
+
+
+async def test_socket_accepts_its_own_origin(app: Quart, auth: AuthActions) -> None:
+    await auth.register()
+    async with auth.client.websocket(
+        "/ws/session", headers={"Origin": "http://localhost"}
+    ) as socket:
+        await asyncio.sleep(0.05)  # let the handler subscribe
+        await auth.logout()
+        message = await asyncio.wait_for(socket.receive(), timeout=5)
+    assert json.loads(message)["event"] == "session_ended"
+
+
 async def receive_event(client: Client, trigger: object) -> dict[str, str]:
     """Open the socket, run trigger, and return what the socket then says."""
     async with client.websocket("/ws/session") as socket:

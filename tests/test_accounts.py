@@ -447,3 +447,99 @@ async def test_current_hash_is_not_rewritten_on_login(app: Quart, auth: AuthActi
 
     assert redirected_to_index(await auth.login("erin"))
     assert await stored_hash("erin") == before
+
+
+# Lockout that cannot be used against the owner (OWASP's device cookies)
+
+LOCKOUT = {
+    "RATE_LIMITER_ENABLED": True,
+    "LOGIN_FAILURES_PER_ACCOUNT": "3/15 minutes",
+    "LOGIN_FAILURES_PER_DEVICE": "3/15 minutes",
+}
+
+
+def device_cookie(client: Client) -> str | None:
+    assert client.cookie_jar is not None
+    return next((c.value for c in client.cookie_jar if c.name == "quart_app_device"), None)
+
+
+async def owner_with_a_device(app: Quart) -> AuthActions:
+    """Alice, registered, logged in once from this client (so it holds a device cookie)."""
+    owner = AuthActions(app.test_client())
+    await owner.register()
+    assert device_cookie(owner.client) is None  # registering is not a login
+    await owner.logout()
+    assert (await owner.login()).status_code == 303
+    assert device_cookie(owner.client) is not None
+    await owner.logout()
+    return owner
+
+
+async def test_guesses_from_elsewhere_do_not_lock_out_a_client_that_logged_in_before(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(**LOCKOUT)
+    owner = await owner_with_a_device(app)
+    attacker = AuthActions(app.test_client())
+
+    statuses = [(await attacker.login(password=PASSWORD + "!")).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+    # Unknown clients stay locked out, right password or not...
+    assert (await attacker.login()).status_code == 429
+    # ...while the owner's client logs in, makes a token and changes the password.
+    assert (await owner.login()).status_code == 303
+    token = await owner.client.post("/api/tokens", json={"name": "ci", "password": PASSWORD})
+    assert token.status_code == 201
+
+
+async def test_a_device_has_its_own_limit_and_a_new_cookie_at_each_login(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(**LOCKOUT)
+    owner = await owner_with_a_device(app)
+    first_cookie = device_cookie(owner.client)
+    assert (await owner.login()).status_code == 303
+    assert device_cookie(owner.client) not in (None, first_cookie)
+    await owner.logout()
+    laptop = AuthActions(app.test_client())
+    assert (await laptop.login()).status_code == 303  # the account's limit is untouched
+    await laptop.logout()
+
+    statuses = [(await owner.login(password=PASSWORD + "!")).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert (await owner.login()).status_code == 429  # this device is locked out...
+    assert (await laptop.login()).status_code == 303  # ...not the account's other devices
+    assert (await AuthActions(app.test_client()).login()).status_code == 303  # nor new ones
+
+
+async def test_a_device_cookie_counts_only_for_its_own_account(make_app: AppFactory) -> None:
+    app = await make_app(**LOCKOUT)
+    await owner_with_a_device(app)
+    attacker = AuthActions(app.test_client())
+    await attacker.register("mallory")
+    await attacker.logout()
+    assert (await attacker.login("mallory")).status_code == 303
+    await attacker.logout()
+
+    statuses = [(await attacker.login(password=PASSWORD + "!")).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    # A forged cookie is no device at all.
+    assert attacker.client.cookie_jar is not None
+    attacker.client.cookie_jar.clear()
+    attacker.client.set_cookie("localhost", "quart_app_device", "forged.cookie.value")
+    assert (await attacker.login()).status_code == 429
+
+
+async def test_the_device_cookie_is_http_only_strict_and_host_wide(make_app: AppFactory) -> None:
+    app = await make_app()
+    auth = AuthActions(app.test_client())
+    await auth.register()
+    await auth.logout()
+    response = await auth.login()
+    header = next(
+        h for h in response.headers.getlist("Set-Cookie") if h.startswith("quart_app_device=")
+    )
+    attributes = {part.strip().split("=")[0].lower() for part in header.split(";")}
+    assert {"httponly", "path", "max-age"} <= attributes
+    assert "SameSite=Strict" in header
+    assert "Domain" not in header

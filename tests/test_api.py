@@ -15,7 +15,7 @@ from quart.typing import TestClientProtocol as Client
 from quart_app.api import ErrorOut, MeOut, TokenCreatedOut, TokenList, TokenOut, UserOut
 from quart_app.models import ApiToken, AuthSession, User
 
-from .conftest import PASSWORD, AppFactory, AuthActions, auth_cookie
+from .conftest import PASSWORD, AppFactory, AuthActions, auth_cookie, forget_copies
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -352,6 +352,35 @@ async def test_create_token_wrong_password_is_403(client: Client) -> None:
     response = await client.post("/api/tokens", json={"name": "x", "password": PASSWORD + "!"})
     await error_of(response, 403, "wrong_password")
     assert await ApiToken.all().count() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/tokens", {"name": "x", "password": PASSWORD}),
+        ("DELETE", "/api/tokens/{token}", None),
+        ("DELETE", "/api/sessions/{session}", None),
+        ("POST", "/api/sessions/revoke-others", None),
+    ],
+    ids=["create-token", "revoke-token", "end-session", "revoke-others"],
+)
+async def test_a_stale_session_may_do_nothing_destructive(
+    app: Quart, client: Client, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    """Every destructive call asks for the same freshness; nothing changes without it."""
+    await register(client)
+    token = await new_token(client)
+    session = await AuthSession.all().first()
+    assert session is not None
+    await AuthSession.all().update(fresh=False)
+    forget_copies(app)
+    url = path.format(token=token.id, session=session.id)
+
+    response = await client.open(url, method=method, json=body)
+
+    await error_of(response, 403, "reauthentication_required")
+    assert await ApiToken.all().count() == 1
+    assert await AuthSession.all().count() == 1
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypercorn.config import Config
 from quart import Quart
 
 from quart_app import create_app
@@ -74,6 +75,25 @@ def test_production_refuses_to_start_without_a_secret(
     with pytest.raises(ConfigError, match="QUART_SECRET_KEY"):
         create_app()
     assert not (instance / "secret_key").exists()
+
+
+@pytest.mark.parametrize("secret", ["a", "x" * 31, "密" * 10], ids=["one", "31", "30-bytes-cjk"])
+def test_production_refuses_a_short_secret(
+    instance: Path, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("QUART_ENV", "production")
+    monkeypatch.setenv("QUART_SECRET_KEY", secret)
+
+    with pytest.raises(ConfigError, match="QUART_SECRET_KEY must be at least 32 bytes"):
+        create_app()
+
+
+def test_a_short_secret_is_allowed_in_development(
+    instance: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUART_SECRET_KEY", "a")
+
+    assert create_app().config["SECRET_KEY"] == "a"
 
 
 def test_production_cookies_are_host_prefixed_and_secure(
@@ -227,3 +247,15 @@ def test_session_protection_defaults_to_strong(instance: Path) -> None:
     app = create_app()
     assert "SESSION_PROTECTION" not in app.config
     assert app.extensions["login_manager"].session_protection == "strong"
+
+
+def test_hypercorn_config_times_out_silent_connections_but_keeps_sockets() -> None:
+    config = Config.from_toml(str(Path(__file__).resolve().parent.parent / "hypercorn.toml"))
+
+    assert config.read_timeout is not None
+    assert 0 < config.read_timeout <= 60
+    # Idle WebSockets answer pings in time, or read_timeout would close them.
+    assert config.websocket_ping_interval is not None
+    assert config.websocket_ping_interval < config.read_timeout
+    assert config.keep_alive_timeout <= 10
+    assert config.ssl_handshake_timeout <= 10

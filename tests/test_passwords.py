@@ -6,8 +6,10 @@ import asyncio
 import functools
 import os
 import re
+import statistics
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -16,6 +18,8 @@ import pytest
 from quart import Quart
 from werkzeug.security import generate_password_hash
 
+from quart_app import accounts
+from quart_app.models import User
 from quart_app.passwords import PasswordHasher
 
 from .conftest import PASSWORD, AppFactory
@@ -162,7 +166,8 @@ async def test_werkzeug_verify_leaves_the_loop_free(hasher: PasswordHasher, meth
     busy = frozenset().union(*samples)
     assert busy, "werkzeug was never seen running"
     assert threading.get_ident() not in {ident for ident, _ in busy}
-    assert all(name.startswith("password-hash") for _, name in busy)
+    # Its own thread, so the argon2 thread stays free for the other logins.
+    assert all(name.startswith("legacy-hash") for _, name in busy)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -297,3 +302,56 @@ async def test_dummy_verify_runs_argon2_every_time(hasher: PasswordHasher, passw
     for _ in range(2):
         _, _, samples = await watch(hasher.dummy_verify(password), ARGON2_CODE)
         assert frozenset().union(*samples), "dummy_verify did no argon2 work"
+
+
+# Imported accounts cannot be told apart by the time of a wrong password
+
+LEGACY_METHODS = {"pbkdf2": "pbkdf2:sha256:300000", "scrypt": "scrypt:32768:8:1"}
+TRIES = 5
+
+
+async def median_failure(app: Quart, username: str) -> float:
+    """The median time of TRIES wrong-password logins for username."""
+    times = []
+    async with app.app_context():
+        for _ in range(TRIES):
+            started = time.perf_counter()
+            with pytest.raises(accounts.InvalidCredentials):
+                await accounts.authenticate(username, PASSWORD + "!", client="127.0.0.1")
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def test_a_wrong_password_costs_alike_for_imported_native_and_unknown(app: Quart) -> None:
+    async with app.app_context():
+        await accounts.register("native", PASSWORD, client="127.0.0.1")
+    for name, method in LEGACY_METHODS.items():
+        await User.create(
+            username=name,
+            username_key=name,
+            password_hash=generate_password_hash(PASSWORD, method=method),
+        )
+        await median_failure(app, name)  # the worker learns what the method costs
+
+    medians = {name: await median_failure(app, name) for name in [*LEGACY_METHODS, "native"]}
+    medians["unknown"] = await median_failure(app, "nobody")
+
+    assert max(medians.values()) / min(medians.values()) <= 1.25, medians
+
+
+async def test_a_legacy_verify_does_not_hold_the_hash_thread(app: Quart) -> None:
+    hasher = cast(PasswordHasher, app.extensions["password_hasher"])
+    legacy = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000000")
+    finished: list[str] = []
+
+    async def verify_legacy() -> None:
+        await hasher.verify(legacy, PASSWORD + "!")
+        finished.append("legacy")
+
+    async def hash_native() -> None:
+        await asyncio.sleep(0.01)  # the legacy verify is under way first
+        await hasher.hash(PASSWORD)
+        finished.append("native")
+
+    await asyncio.gather(verify_legacy(), hash_native())
+    assert finished == ["native", "legacy"]
