@@ -5,15 +5,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint install translations bench bench-quick
+.PHONY: run test lint install lock translations bench bench-quick
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# requirements.lock pins every package to the version CI tested; `make lock` renews it.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --editable '.[test]'
+	$(BIN)/pip install --quiet --requirement requirements.lock
+	$(BIN)/pip install --quiet --no-deps --editable '.[test]'
 	touch $@
+
+lock: install
+	$(BIN)/pip install --quiet --editable '.[test]'
+	$(BIN)/pip freeze --exclude-editable | grep -v '^pip==' > requirements.lock
 
 run: install
 	$(BIN)/hypercorn --config hypercorn.toml quart_app:app

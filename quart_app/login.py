@@ -220,7 +220,7 @@ async def _call(callback: Callback, *args: Any, **kwargs: Any) -> Any:
 
 async def _template_context() -> dict[str, Any]:
     # A coroutine: Quart would send a plain function to a thread on every render.
-    return {"current_user": _get_user()}
+    return {"current_user": _get_user(), "login_session": current_session()}
 
 
 def _manager() -> LoginManager:

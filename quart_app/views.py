@@ -42,7 +42,7 @@ CSRF_FAILED = _l("The form has expired or did not come from this site. Please tr
 
 @bp.get("/")
 async def root() -> ResponseReturnValue:
-    return redirect(url_for("views.index"), 303)
+    return redirect(url_for("views.index"))
 
 
 @bp.get("/language/<code>")
@@ -93,7 +93,7 @@ async def register() -> ResponseReturnValue:
 @bp.route("/login/", methods=["GET", "POST"])
 async def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        return redirect(url_for("views.index"), 303)
+        return redirect(url_for("views.index"))
     form = await LoginForm.from_request()
     if request.method != "POST":  # GET, and HEAD like it
         return await render_template(
