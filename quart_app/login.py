@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from quart import (
+    Blueprint,
     Quart,
     Response,
     abort,
@@ -69,6 +70,19 @@ LOGIN_DEFAULTS: dict[str, Any] = {
 }
 
 
+class _SessionKeyAuth(QuartAuth):
+    """Quart-Auth, with a remembered cookie lasting what its login_user(duration=) asked."""
+
+    @property
+    def duration(self) -> int | None:
+        override = g.get("_login_cookie_duration") if has_request_context() else None
+        return cast(int | None, self._duration if override is None else override)
+
+    @duration.setter
+    def duration(self, value: int | None) -> None:
+        self._duration = value
+
+
 class LoginManager:
     """Flask-Login's LoginManager: user_loader, login_view, session_protection and friends."""
 
@@ -84,6 +98,8 @@ class LoginManager:
         )
         self.needs_refresh_message_category = "message"
         self.session_protection: str | None = "basic"
+        # Flask-Login's: turns login_message and needs_refresh_message into the user's language.
+        self.localize_callback: Callable[[str], str] | None = None
         self.anonymous_user: Callable[[], Any] = AnonymousUserMixin
         self.id_attribute = "get_id"
         self._user_callback: Callback | None = None
@@ -99,7 +115,7 @@ class LoginManager:
             app.config.setdefault(key, value)
         config = app.config
         # One Quart-Auth per app: it signs and writes the cookie that carries the session key.
-        auth = QuartAuth(
+        auth = _SessionKeyAuth(
             cookie_name=config["AUTH_COOKIE_NAME"],
             cookie_secure=config["SESSION_COOKIE_SECURE"],
             cookie_samesite="Lax",
@@ -122,6 +138,16 @@ class LoginManager:
     @property
     def auth(self) -> QuartAuth:
         return cast(QuartAuth, current_app.extensions["login_manager.auth"])
+
+    @property
+    def user_callback(self) -> Callback | None:
+        """The callback registered by user_loader, as Flask-Login names it."""
+        return self._user_callback
+
+    @property
+    def request_callback(self) -> Callback | None:
+        """The callback registered by request_loader, as Flask-Login names it."""
+        return self._request_callback
 
     def user_loader(self, callback: Callback) -> Callback:
         """Register the callback that turns a user id (a str) into the user, or None."""
@@ -155,8 +181,8 @@ class LoginManager:
             abort(401)
         message = self.expired_message if g.get("_login_expired") else self.login_message
         if message:
-            await flash(message, self.login_message_category)
-        return redirect(login_url(view, next_url=request.url))
+            await flash(self._localize(message), self.login_message_category)
+        return redirect(_redirect_with_next(view))
 
     async def needs_refresh(self) -> ResponseReturn:
         """Send a stale session to re-enter its password, as Flask-Login does."""
@@ -165,16 +191,23 @@ class LoginManager:
         if not self.refresh_view:
             abort(401)
         if self.needs_refresh_message:
-            await flash(self.needs_refresh_message, self.needs_refresh_message_category)
-        return redirect(login_url(self.refresh_view, next_url=request.url))
+            message = self._localize(self.needs_refresh_message)
+            await flash(message, self.needs_refresh_message_category)
+        return redirect(_redirect_with_next(self.refresh_view))
+
+    def _localize(self, message: str) -> str:
+        return message if self.localize_callback is None else self.localize_callback(message)
 
     async def _load_user(self) -> None:
         """Resolve current_user once per request: the session cookie, else the request loader."""
         g._login_user = self.anonymous_user()
         g._login_session = None
+        if has_request_context() and request.endpoint == "static":
+            return  # as in Flask-Login, where nothing asks a static file for its user
         user = await self._user_from_session()
         if user is None and self._request_callback is not None:
-            user = await _call(self._request_callback, _connection())
+            # The request itself, as Flask-Login passes it, not this module's proxy.
+            user = await _call(self._request_callback, _connection()._get_current_object())
         if user is not None:
             g._login_user = user
 
@@ -211,6 +244,14 @@ class LoginManager:
             response.headers["Cache-Control"] = "no-store"
             response.vary.add("Cookie")
         return response
+
+
+def _redirect_with_next(view: str) -> str:
+    """The view's URL with the asking page in next: in the query, or in the session."""
+    if not current_app.config.get("USE_SESSION_FOR_NEXT"):
+        return login_url(view, next_url=request.url)
+    quart_session["next"] = make_next_param(expand_login_view(view), request.url)
+    return login_url(view)
 
 
 async def _call(callback: Callback, *args: Any, **kwargs: Any) -> Any:
@@ -280,6 +321,11 @@ async def login_user(
     fresh: bool = True,
 ) -> bool:
     """Start a new server-side session for user; False when the account is inactive."""
+    if duration is not None and not isinstance(duration, timedelta):
+        raise TypeError(f"duration must be a datetime.timedelta, instead got: {duration!r}")
+    configured = current_app.config["REMEMBER_COOKIE_DURATION"]
+    if remember and not isinstance(configured, int | float | timedelta):
+        raise TypeError(f"REMEMBER_COOKIE_DURATION must be seconds or a timedelta: {configured!r}")
     if not force and not user.is_active:
         return False
     manager = _manager()
@@ -296,6 +342,8 @@ async def login_user(
         lifetime=duration,
     )
     action = Action.WRITE_PERMANENT if remember else Action.WRITE
+    if remember and duration is not None:
+        g._login_cookie_duration = int(duration.total_seconds())
     manager.auth.login_user(AuthUser(key, action))
     if fresh:
         quart_session[FRESH_MARK] = _mark(key)
@@ -333,6 +381,25 @@ def login_fresh() -> bool:
     """True when the session began with a password, not restored or marked stale."""
     session = current_session()
     return session is not None and bool(session.fresh)
+
+
+def login_remembered() -> bool:
+    """True when the current login is remembered across browser sessions."""
+    session = current_session()
+    return session is not None and bool(session.remember)
+
+
+def set_login_view(login_view: str, blueprint: Blueprint | None = None) -> None:
+    """Set the login view of the app, or of one blueprint, as Flask-Login's does."""
+    manager = _manager()
+    if blueprint is None and not manager.blueprint_login_views:
+        manager.login_view = login_view
+        return
+    # Once one blueprint has its own, the app's view moves to the None key beside it.
+    if manager.login_view is not None and None not in manager.blueprint_login_views:
+        manager.blueprint_login_views[None] = manager.login_view
+    manager.login_view = None
+    manager.blueprint_login_views[blueprint.name if blueprint else None] = login_view
 
 
 def login_required(func: Callable[P, Any]) -> Callable[P, Any]:
@@ -403,9 +470,11 @@ __all__ = [
     "current_user",
     "fresh_login_required",
     "login_fresh",
+    "login_remembered",
     "login_required",
     "login_url",
     "login_user",
     "logout_user",
+    "set_login_view",
     "user_read_with_session",
 ]
