@@ -113,7 +113,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite://{tmp_path / 'db.sqlite3'}"
         return
-    require(USE_POSTGRES and POSTGRES_URL is not None, "runs in the PostgreSQL pass")
+    if not USE_POSTGRES:
+        pytest.skip("runs in the PostgreSQL pass")
+    require(POSTGRES_URL is not None, "QUART_TEST_POSTGRES_URL is not set")
     assert POSTGRES_URL is not None
     with private_postgres_database(POSTGRES_URL) as url:
         yield url
