@@ -6,19 +6,18 @@ import hashlib
 import json
 import logging
 import time
-import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, cast
 
-from quart import current_app
+from quart import current_app, has_app_context
 from quart_babel import gettext as _
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from werkzeug.exceptions import BadRequest, Conflict, Unauthorized
 
-from . import sessions, tokens
+from . import sessions, tokens, usernames
 from .i18n import _l
 from .models import USERNAME_MAX, User
 from .passwords import PasswordHasher, normalize
@@ -27,10 +26,8 @@ from .throttle import device_of as throttle_device_of
 
 logger = logging.getLogger("quart_app.auth")
 
-USERNAME_MIN = 2
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
-USERNAME_PUNCTUATION = frozenset("_-.")
 LOGIN_FAILED = _l("Invalid username or password.")
 # One password a line, most common first, under a one-line header naming the source.
 COMMON_PASSWORDS_FILE = "data/common-passwords.txt"
@@ -68,37 +65,33 @@ def common_passwords() -> frozenset[str]:
 
 
 def username_key(username: str) -> str:
-    """The form two usernames share when they differ only by case or Unicode form."""
-    folded = unicodedata.normalize("NFKC", username).strip().casefold()
-    return unicodedata.normalize("NFKC", folded)
+    """The PRECIS UsernameCaseMapped form (RFC 8265): unique among the users, by case and width.
+
+    Raises InvalidField when the profile refuses username.
+    """
+    return clean_name(username).key
 
 
 def clean_username(raw: str) -> str:
     """The username as it will be stored and shown, or InvalidField."""
-    username = unicodedata.normalize("NFKC", raw).strip()
-    if not USERNAME_MIN <= len(username) <= USERNAME_MAX:
-        raise InvalidField(
-            "username",
-            _(
-                "Username must be %(min)d to %(max)d characters long.",
-                min=USERNAME_MIN,
-                max=USERNAME_MAX,
-            ),
-        )
-    for position, char in enumerate(username):
-        category = unicodedata.category(char)
-        allowed = (
-            category[0] == "L"
-            or category == "Nd"
-            or char in USERNAME_PUNCTUATION
-            # Combining marks belong to letters in many scripts (Devanagari, Thai, ...).
-            or (category[0] == "M" and position > 0)
-        )
-        if not allowed:
-            raise InvalidField(
-                "username", _("Username may contain only letters, digits, '_', '-' and '.'.")
-            )
-    return username
+    return clean_name(raw).shown
+
+
+def clean_name(raw: str) -> usernames.Username:
+    """The name as shown, its key and its look-alike skeleton, or InvalidField.
+
+    RFC 8265's UsernameCasePreserved profile, letters, digits and "_-." only, and UTS #39's
+    restriction level (USERNAME_RESTRICTION_LEVEL: no Latin mixed with Cyrillic, say).
+    """
+    level = (
+        current_app.config["USERNAME_RESTRICTION_LEVEL"]
+        if has_app_context()
+        else usernames.DEFAULT_RESTRICTION_LEVEL
+    )
+    try:
+        return usernames.clean(raw, level)
+    except usernames.RefusedUsername as error:
+        raise InvalidField("username", str(error.message)) from None
 
 
 def check_password(password: str, username: str) -> None:
@@ -120,13 +113,13 @@ def check_password(password: str, username: str) -> None:
     folded = normalized.casefold()
     if folded in common_passwords():
         raise InvalidField("password", _("This password is too common. Please choose another."))
-    if username_key(username) in folded:
+    if usernames.legacy_key(username) in folded:
         raise InvalidField("password", _("Password must not contain the username."))
 
 
 async def register(raw_username: str, password: str, client: str) -> User:
     """Create an account, or raise InvalidField, UsernameTaken or Throttled."""
-    username = clean_username(raw_username)
+    username = clean_name(raw_username).shown
     check_password(password, username)
     try:
         await _throttle().hit("REGISTRATIONS_PER_ADDRESS", client)
@@ -140,11 +133,16 @@ async def register(raw_username: str, password: str, client: str) -> User:
 
 async def create_user(username: str, password: str) -> User:
     """Insert an account whose name and password already passed the rules."""
+    name = clean_name(username)
     password_hash = await _hasher().hash(password)
     try:
-        # The unique index decides between two registrations of one name.
+        # The unique indexes decide between two registrations of one name, or of two names
+        # that look alike.
         return await User.create(
-            username=username, username_key=username_key(username), password_hash=password_hash
+            username=name.shown,
+            username_key=name.key,
+            username_skeleton=name.skeleton,
+            password_hash=password_hash,
         )
     except IntegrityError:
         raise UsernameTaken() from None
@@ -152,12 +150,12 @@ async def create_user(username: str, password: str) -> User:
 
 async def authenticate(raw_username: str, password: str, client: str) -> User:
     """The user these credentials name, or InvalidCredentials or Throttled."""
-    key = username_key(raw_username)
-    attempt = await _count_attempt(key, client, "login_throttled")
+    # Counted by the key of before the PRECIS rule, which every name has, so the device
+    # cookies and counters of the accounts made before it stay theirs.
+    fold = usernames.legacy_key(raw_username)
+    attempt = await _count_attempt(fold, client, "login_throttled")
     hasher = _hasher()
-    # A key no account can have is not looked up (PostgreSQL refuses NUL in text).
-    possible = 0 < len(key) <= 4 * USERNAME_MAX and "\x00" not in key and _encodable(key)
-    user = await User.get_or_none(username_key=key) if possible else None
+    user = await find_user(raw_username)
     started = time.perf_counter()
     if user is None or "\x00" in password or len(password) > PASSWORD_MAX:
         await hasher.dummy_verify(password[:PASSWORD_MAX])
@@ -169,13 +167,37 @@ async def authenticate(raw_username: str, password: str, client: str) -> User:
     return user
 
 
+async def find_user(raw_username: str) -> User | None:
+    """The account a typed name means: by its PRECIS key, else by the key of before.
+
+    Accounts made before the PRECIS rule keep the key they had (NFKC and case folding),
+    and some of their names ("Straße", a name ending in U+3164) have no PRECIS form.
+    """
+    keys = [usernames.legacy_key(raw_username)]
+    try:
+        keys.insert(0, usernames.key(raw_username))
+    except usernames.RefusedUsername:
+        pass
+    # A key no account can have is not looked up (PostgreSQL refuses NUL in text).
+    keys = [
+        key
+        for key in dict.fromkeys(keys)
+        if 0 < len(key) <= 4 * USERNAME_MAX and "\x00" not in key and _encodable(key)
+    ]
+    if not keys:
+        return None
+    found = {user.username_key: user for user in await User.filter(username_key__in=keys)}
+    return next((found[key] for key in keys if key in found), None)
+
+
 async def reauthenticate(user: User, password: str, client: str) -> None:
     """Check the password of a logged-in user again (confirm, password change, new token).
 
     Throttled and counted like a login, but not a login: it starts nothing and is logged
     as a check.
     """
-    attempt = await _count_attempt(user.username_key, client, "reauthenticate_throttled")
+    fold = usernames.legacy_key(user.username)
+    attempt = await _count_attempt(fold, client, "reauthenticate_throttled")
     started = time.perf_counter()
     if "\x00" in password or len(password) > PASSWORD_MAX:
         await _hasher().dummy_verify(password[:PASSWORD_MAX])

@@ -1,4 +1,4 @@
-"""`quart --app quart_app users ...`: create, list, disable, and import from a Flask app."""
+"""`quart --app quart_app users ...`: create, list, disable, look-alikes, import from Flask."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from quart.cli import ScriptInfo
 from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
 
-from . import accounts, db
+from . import accounts, db, usernames
 from .models import User
 from .passwords import ARGON2_PREFIX, WERKZEUG_PREFIXES
 
@@ -76,7 +76,7 @@ def disable(username: str) -> None:
     """Disable an account and end all its sessions and API tokens."""
 
     async def work() -> bool:
-        user = await User.get_or_none(username_key=accounts.username_key(username))
+        user = await accounts.find_user(username)
         if user is None:
             return False
         await accounts.disable(user)
@@ -109,8 +109,6 @@ def import_flask(source: str, table: str | None) -> None:
                 imported += 1
             except (accounts.InvalidField, ValueError) as error:
                 skipped.append(f"{username!r}: {getattr(error, 'description', error)}")
-            except IntegrityError:
-                skipped.append(f"{username!r}: a user of that name exists")
         return imported, skipped
 
     imported, skipped = run(work)
@@ -120,14 +118,44 @@ def import_flask(source: str, table: str | None) -> None:
 
 
 async def _import_one(username: object, password_hash: object) -> None:
+    """Insert one Flask user under the username rule, or ValueError saying why not."""
     if not isinstance(username, str) or not isinstance(password_hash, str):
         raise ValueError("username or hash is not text")
     if not password_hash.startswith((*WERKZEUG_PREFIXES, ARGON2_PREFIX)):
         raise ValueError("the hash is not werkzeug's scrypt or pbkdf2 (nor argon2id)")
-    name = accounts.clean_username(username)
-    await User.create(
-        username=name, username_key=accounts.username_key(name), password_hash=password_hash
-    )
+    name = accounts.clean_name(username)
+    try:
+        await User.create(
+            username=name.shown,
+            username_key=name.key,
+            username_skeleton=name.skeleton,
+            password_hash=password_hash,
+        )
+    except IntegrityError:
+        if await User.exists(username_key=name.key):
+            raise ValueError("a user of that name exists") from None
+        other = await User.get_or_none(username_skeleton=name.skeleton)
+        shown = repr(other.username) if other else "another user"
+        raise ValueError(f"looks like the existing user {shown}") from None
+
+
+@users.command("lookalikes")
+def lookalikes() -> None:
+    """List the groups of existing names that look alike (UTS #39 skeletons).
+
+    They predate the username rule, which keeps new ones out. The first of each group, the
+    oldest, holds the skeleton; none is renamed.
+    """
+    rows = run(lambda: User.all().order_by("created_at", "id"))
+    by_id = {user.id: user for user in rows}
+    groups = usernames.lookalike_groups((user.id, user.username) for user in rows)
+    for group in groups:
+        click.echo(f"look alike: {', '.join(repr(name) for _, name in group)}")
+        for user_id, name in group:
+            user = by_id[user_id]
+            kept = "holds the skeleton" if user.username_skeleton else "no skeleton"
+            click.echo(f"  {user_id}\t{name}\t{ascii(name)}\t{user.created_at:%Y-%m-%d}\t{kept}")
+    click.echo(f"{len(groups)} group(s) of look-alike names")
 
 
 def _read_flask_users(source: str, table: str | None) -> Iterator[tuple[object, object]]:

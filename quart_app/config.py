@@ -11,6 +11,7 @@ from typing import Any
 from quart import Quart
 
 from .login import LOGIN_DEFAULTS
+from .usernames import DEFAULT_RESTRICTION_LEVEL, RESTRICTION_LEVELS
 
 DEFAULTS: dict[str, Any] = {
     **LOGIN_DEFAULTS,
@@ -44,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_STORAGE": None,
     "DEVICE_COOKIE_NAME": "quart_app_device",
     "DEVICE_COOKIE_DURATION": 365 * 24 * 3600,
+    # UTS #39's restriction level for new usernames: how scripts may mix in one name.
+    "USERNAME_RESTRICTION_LEVEL": DEFAULT_RESTRICTION_LEVEL,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "quart_app_session",
@@ -85,6 +88,10 @@ def load_config(app: Quart, test_config: Mapping[str, Any] | None = None) -> Non
         app.config["DEVICE_COOKIE_NAME"] = "__Host-" + app.config["DEVICE_COOKIE_NAME"]
     if app.config.get("SESSION_PROTECTION") not in (None, "basic", "strong"):
         raise ConfigError('SESSION_PROTECTION must be None, "basic" or "strong"')
+    if app.config["USERNAME_RESTRICTION_LEVEL"] not in RESTRICTION_LEVELS:
+        raise ConfigError(
+            f"USERNAME_RESTRICTION_LEVEL must be one of {', '.join(RESTRICTION_LEVELS)}"
+        )
 
 
 def _secret_key(app: Quart, production: bool) -> str:

@@ -16,6 +16,9 @@ class User(UserMixin, Model):
     id = fields.IntField(primary_key=True)
     username = fields.CharField(max_length=USERNAME_MAX)
     username_key = fields.CharField(max_length=4 * USERNAME_MAX, unique=True)
+    # SHA-256 of the name's UTS #39 skeleton: two names that look alike cannot both exist.
+    # None for the younger of look-alike names that existed before the rule.
+    username_skeleton = fields.CharField(max_length=64, unique=True, null=True)
     password_hash = fields.CharField(max_length=512)
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
