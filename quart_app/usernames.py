@@ -97,9 +97,10 @@ def key(name: str) -> str:
 
 
 def skeleton(name: str) -> str:
-    """The UTS #39 skeleton of name, taken again after lower-casing, so case variants share it.
+    """The UTS #39 skeleton of name as shown, lower-cased and taken again.
 
-    "Alice", "AIice" (capital i), "аlice" (Cyrillic a) and "alıce" (dotless i) share one.
+    "alice", "Alice", "AIice" (capital i), "аlice" (Cyrillic a) and "alıce" (dotless i)
+    share one. Names that differ only by case share the key, so they need not share this.
     """
     checker = _checker(DEFAULT_RESTRICTION_LEVEL)
     return str(checker.getSkeleton(0, checker.getSkeleton(0, name).lower()))
