@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -174,10 +175,8 @@ async def find_user(raw_username: str) -> User | None:
     and some of their names ("Straße", a name ending in U+3164) have no PRECIS form.
     """
     keys = [usernames.legacy_key(raw_username)]
-    try:
+    with contextlib.suppress(usernames.RefusedUsername):
         keys.insert(0, usernames.key(raw_username))
-    except usernames.RefusedUsername:
-        pass
     # A key no account can have is not looked up (PostgreSQL refuses NUL in text).
     keys = [
         key

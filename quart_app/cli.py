@@ -154,7 +154,7 @@ def lookalikes() -> None:
         for user_id, name in group:
             user = by_id[user_id]
             kept = "holds the skeleton" if user.username_skeleton else "no skeleton"
-            click.echo(f"  {user_id}\t{name}\t{ascii(name)}\t{user.created_at:%Y-%m-%d}\t{kept}")
+            click.echo(f"  {user_id}\t{name}\t{name!a}\t{user.created_at:%Y-%m-%d}\t{kept}")
     click.echo(f"{len(groups)} group(s) of look-alike names")
 
 

@@ -99,8 +99,8 @@ def key(name: str) -> str:
 def skeleton(name: str) -> str:
     """The UTS #39 skeleton of name as shown, lower-cased and taken again.
 
-    "alice", "Alice", "AIice" (capital i), "аlice" (Cyrillic a) and "alıce" (dotless i)
-    share one. Names that differ only by case share the key, so they need not share this.
+    "alice", "Alice", "AIice" (capital i), "\u0430lice" (Cyrillic a) and "al\u0131ce"
+    (dotless i) share one. Names that differ only by case share the key, so need not share it.
     """
     checker = _checker(DEFAULT_RESTRICTION_LEVEL)
     return str(checker.getSkeleton(0, checker.getSkeleton(0, name).lower()))

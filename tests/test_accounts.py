@@ -546,3 +546,37 @@ async def test_the_device_cookie_is_http_only_strict_and_host_wide(make_app: App
     assert {"httponly", "path", "max-age"} <= attributes
     assert "SameSite=Strict" in header
     assert "Domain" not in header
+
+
+# Accounts from before the PRECIS rule
+
+
+@pytest.mark.parametrize(
+    ("stored", "key", "typed"),
+    [
+        ("Straße", "strasse", "straße"),  # case folding made the old key; PRECIS lower-cases
+        ("Straße", "strasse", "STRASSE"),
+        ("alice\u1160", "alice\u1160", "alice\u3164"),  # a filler PRECIS refuses today
+        ("株式会社", "株式会社", "㍿"),  # the old rule applied NFKC
+    ],
+)
+async def test_a_name_from_before_the_rule_still_logs_in(
+    app: Quart, stored: str, key: str, typed: str
+) -> None:
+    old_hash = generate_password_hash(PASSWORD, "scrypt")
+    user = await User.create(username=stored, username_key=key, password_hash=old_hash)
+
+    assert (await authenticate(app, typed)).id == user.id
+    assert (await User.get(id=user.id)).password_hash.startswith("$argon2id$")
+
+
+async def test_the_precis_key_wins_over_the_key_of_before(app: Quart) -> None:
+    # "STRASSE" from before the rule holds the folded key "strasse"; "straße", made since,
+    # holds its PRECIS key. Each is found by its own name.
+    old = await User.create(
+        username="STRASSE", username_key="strasse", password_hash=await hasher(app).hash(PASSWORD)
+    )
+    new = await register(app, "straße")
+
+    assert (await authenticate(app, "Straße")).id == new.id
+    assert (await authenticate(app, "STRASSE")).id == old.id

@@ -178,3 +178,63 @@ def test_import_flask_bad_source_is_a_clear_error(
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_import_flask_applies_the_username_rule(cli_app: Quart, tmp_path: Path) -> None:
+    source = tmp_path / "flask.db"
+    with sqlite3.connect(source) as connection:
+        connection.execute("CREATE TABLE users (id INTEGER, username TEXT, password_hash TEXT)")
+        connection.executemany(
+            "INSERT INTO users VALUES (?, ?, ?)",
+            [
+                (n, name, generate_password_hash(PASSWORD, method="scrypt"))
+                for n, name in enumerate(
+                    ["mary", "rnary", "alice\u3164", "\u0430lice", "alice", "ALICE"]
+                )
+            ],
+        )
+    result = invoke(cli_app, "users", "import-flask", str(source))
+    assert result.exit_code == 0, result.output
+    assert "Imported 2 user(s), skipped 4." in result.output
+    assert "'rnary': looks like the existing user 'mary'" in result.output
+    assert "'alice\u3164': Username must not contain invisible" in result.output
+    assert "'\u0430lice': Username must not mix" in result.output
+    assert "'ALICE': a user of that name exists" in result.output
+    assert [u.username for u in users(cli_app)] == ["mary", "alice"]
+
+
+def test_lookalikes_lists_the_groups_of_existing_names(cli_app: Quart) -> None:
+    invoke(cli_app, "migrate")
+
+    async def old_rows() -> None:
+        # Rows from before the rule: the younger look-alikes hold no skeleton.
+        await User.create(
+            username="alice", username_key="alice", username_skeleton="s1", password_hash="x"
+        )
+        await User.create(
+            username="bob", username_key="bob", username_skeleton="s2", password_hash="x"
+        )
+        await User.create(username="\u0430lice", username_key="\u0430lice", password_hash="x")
+        await User.create(username="alice\u3164", username_key="alice\u3164", password_hash="x")
+
+    query(cli_app, old_rows)
+    result = invoke(cli_app, "users", "lookalikes")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "look alike: 'alice', '\u0430lice', 'alice\u3164'"
+    assert "alice\t'alice'" in lines[1]
+    assert lines[1].endswith("holds the skeleton")
+    assert "'\\u0430lice'" in lines[2]
+    assert lines[2].endswith("no skeleton")
+    assert "'alice\\u3164'" in lines[3]
+    assert lines[-1] == "1 group(s) of look-alike names"
+
+
+def test_disable_finds_a_name_from_before_the_rule(cli_app: Quart) -> None:
+    invoke(cli_app, "migrate")
+    query(
+        cli_app, lambda: User.create(username="Straße", username_key="strasse", password_hash="x")
+    )
+    result = invoke(cli_app, "users", "disable", "STRASSE")
+    assert result.exit_code == 0, result.output
+    assert [u.is_active for u in users(cli_app)] == [False]

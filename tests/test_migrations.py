@@ -23,7 +23,6 @@ from quart_app.models import User
 from .conftest import PASSWORD, POSTGRES_URL, USE_POSTGRES, base_config, recreate_database
 
 
-
 def old_row(user_id: int, typed: str, created: datetime) -> tuple[int, str, str, datetime]:
     """A row as the rule before 0006 stored it: the name NFKC-normalised, the key folded."""
     name = unicodedata.normalize("NFKC", typed)
@@ -74,13 +73,14 @@ async def insert_old_users(url: str) -> None:
     connection = get_connection("default")
     marks = ", ".join(f"${n}" if USE_POSTGRES else "?" for n in range(1, 6))
     old_hash = generate_password_hash(PASSWORD, method="scrypt")
+    columns = "id, username, username_key, password_hash, created_at"
+    # Only placeholders are formatted into the statement.
+    insert = (
+        f"INSERT INTO users ({columns}, is_active, credential_generation) VALUES ({marks}, TRUE, 0)"  # noqa: S608
+    )
     try:
         for user_id, name, key, created in OLD_ROWS:
-            await connection.execute_query(
-                "INSERT INTO users (id, username, username_key, password_hash, created_at,"
-                f" is_active, credential_generation) VALUES ({marks}, TRUE, 0)",
-                [user_id, name, key, old_hash, created],
-            )
+            await connection.execute_query(insert, [user_id, name, key, old_hash, created])
     finally:
         await Tortoise.close_connections()
 

@@ -43,13 +43,11 @@ PAIRS = [
     ("ilker", "İlker", None),  # Turkish İ: its dot shows, it is a name of its own
     ("user1", "user\u0967", MIXED),  # a Devanagari digit one after Latin letters
 ]
-PAIR_IDS = [f"{ascii(first)}-{ascii(second)}" for first, second, _ in PAIRS]
+PAIR_IDS = [f"{first!a}-{second!a}" for first, second, _ in PAIRS]
 
 
 async def register_json(client: Client, username: str) -> tuple[int, dict[str, object]]:
-    response = await client.post(
-        "/api/register", json={"username": username, "password": PASSWORD}
-    )
+    response = await client.post("/api/register", json={"username": username, "password": PASSWORD})
     return response.status_code, await response.get_json()
 
 
