@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +166,7 @@ def launch(
     config: bool = True,
     port: int | None = None,
     workers: int | None = None,
+    args: Sequence[str] = (),
 ) -> LiveServer:
     """Start Hypercorn for quart_app:app without waiting for it; directory holds its files.
 
@@ -181,6 +182,7 @@ def launch(
         command += ["--config", str(ROOT / "hypercorn.toml")]
     if workers is not None:
         command += ["--workers", str(workers)]
+    command += args  # after --config: the command line wins over the file
     command += ["--bind", f"127.0.0.1:{port}", "quart_app:app"]
     log_path = directory / f"hypercorn-{port}.log"
     with log_path.open("wb") as log:
@@ -233,6 +235,7 @@ class LiveServers:
         env: Mapping[str, str | None] | None = None,
         config: bool = True,
         workers: int | None = None,
+        args: Sequence[str] = (),
     ) -> LiveServer:
         """Start a server without waiting; by default all share one instance folder and DB."""
         server = launch(
@@ -242,6 +245,7 @@ class LiveServers:
             env=env,
             config=config,
             workers=workers,
+            args=args,
         )
         self.started.append(server)
         return server
@@ -254,6 +258,7 @@ class LiveServers:
         env: Mapping[str, str | None] | None = None,
         config: bool = True,
         workers: int | None = None,
+        args: Sequence[str] = (),
     ) -> LiveServer:
         """Start a server and wait until it answers."""
         server = self.launch(
@@ -262,6 +267,7 @@ class LiveServers:
             env=env,
             config=config,
             workers=workers,
+            args=args,
         )
         server.wait_until_serving()
         return server

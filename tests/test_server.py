@@ -284,3 +284,30 @@ async def test_a_stop_with_sockets_open_leaves_no_task_behind(
     # shutdown (CPython gh-113538, fixed since): that one, and no other, is allowed.
     cpython_noise = output.count("exc = task.exception()")
     assert output.count("Traceback") == cpython_noise, output
+
+
+async def test_a_silent_connection_is_closed_and_an_idle_socket_is_kept(
+    live_servers: LiveServers,
+) -> None:
+    """hypercorn.toml's read_timeout, shortened here: pings keep an idle /ws/session open."""
+    server = live_servers.start(args=["--read-timeout", "2", "--websocket-ping-interval", "1"])
+    with client(server) as http:
+        register(http)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies.jar)
+        agent = http.headers["User-Agent"]
+    uri = server.url.replace("http://", "ws://") + "/ws/session"
+    async with connect(
+        uri,
+        additional_headers={"Cookie": cookie},
+        user_agent_header=agent,
+        origin=server.url,  # type: ignore[arg-type]
+    ) as socket:
+        # Half a request, then nothing: the server hangs up; the bound only stops a hang.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 30) == b""
+        writer.close()
+        # The socket, as idle as that connection and for longer, still answers.
+        await (await socket.ping())
+        assert socket.state.name == "OPEN"
