@@ -171,9 +171,12 @@ async def authenticate(raw_username: str, password: str, client: str) -> User:
 async def find_user(raw_username: str) -> User | None:
     """The account a typed name means: by its PRECIS key, else by the key of before.
 
-    Accounts made before the PRECIS rule keep the key they had (NFKC and case folding),
-    and some of their names ("Straße", a name ending in U+3164) have no PRECIS form.
+    Accounts made before the PRECIS rule keep the key they had (NFKC and case folding:
+    "strasse" for "Straße", where PRECIS gives "straße"), and some of their names (one
+    ending in U+3164) have no PRECIS form at all.
     """
+    if len(raw_username) > 16 * USERNAME_MAX:
+        return None  # no name of an account is that long, whatever its normal form
     keys = [usernames.legacy_key(raw_username)]
     with contextlib.suppress(usernames.RefusedUsername):
         keys.insert(0, usernames.key(raw_username))
