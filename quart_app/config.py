@@ -47,6 +47,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "quart_app_session",
+    # Older secret keys, newest first: TOTP secrets encrypted under them are still read
+    # (and encrypted again under SECRET_KEY). Cookies signed with them are not accepted.
+    "SECRET_KEY_FALLBACKS": [],
+    # The site's origin as browsers see it: links in mails, the passkeys' relying party.
+    "PUBLIC_URL": "http://localhost:8000",
+    "PENDING_COOKIE_NAME": "quart_app_pending",
 }
 
 ENVIRONMENTS = ("development", "production", "testing")
@@ -83,6 +89,7 @@ def load_config(app: Quart, test_config: Mapping[str, Any] | None = None) -> Non
         app.config["SESSION_COOKIE_NAME"] = "__Host-" + app.config["SESSION_COOKIE_NAME"]
         app.config["AUTH_COOKIE_NAME"] = "__Host-" + app.config["AUTH_COOKIE_NAME"]
         app.config["DEVICE_COOKIE_NAME"] = "__Host-" + app.config["DEVICE_COOKIE_NAME"]
+        app.config["PENDING_COOKIE_NAME"] = "__Host-" + app.config["PENDING_COOKIE_NAME"]
     if app.config.get("SESSION_PROTECTION") not in (None, "basic", "strong"):
         raise ConfigError('SESSION_PROTECTION must be None, "basic" or "strong"')
 
