@@ -98,6 +98,7 @@ class PasskeyList(BaseModel):
 
 
 @bp.post("/login/two-factor")
+@security_scheme([SESSION, TOKEN])
 @validate_request(CodeIn)
 @validate_response(UserOut, 200)
 @errors(400, 401, 413, 415, 422, 429)
@@ -109,6 +110,7 @@ async def login_second_step(data: CodeIn) -> UserOut:
 
 
 @bp.post("/login/two-factor/passkey/options")
+@security_scheme([SESSION, TOKEN])
 @validate_response(OptionsOut, 200)
 @errors(401, 415)
 async def login_second_step_passkey_options() -> OptionsOut:
@@ -118,6 +120,7 @@ async def login_second_step_passkey_options() -> OptionsOut:
 
 
 @bp.post("/login/two-factor/passkey")
+@security_scheme([SESSION, TOKEN])
 @validate_request(CredentialIn)
 @validate_response(UserOut, 200)
 @errors(400, 401, 413, 415, 422, 429)
@@ -137,6 +140,7 @@ async def login_second_step_passkey(data: CredentialIn) -> UserOut:
 
 
 @bp.post("/login/passkey/options")
+@security_scheme([SESSION, TOKEN])
 @validate_response(OptionsOut, 200)
 @errors(415)
 async def login_passkey_options() -> OptionsOut:
@@ -145,6 +149,7 @@ async def login_passkey_options() -> OptionsOut:
 
 
 @bp.post("/login/passkey")
+@security_scheme([SESSION, TOKEN])
 @validate_request(PasskeyLoginIn)
 @validate_response(UserOut, 200)
 @errors(400, 401, 413, 415, 422)
@@ -160,6 +165,7 @@ async def login_passkey(data: PasskeyLoginIn) -> UserOut:
 
 @bp.post("/reauthenticate/passkey/options")
 @login_required
+@security_scheme([SESSION, TOKEN])
 @validate_response(OptionsOut, 200)
 @errors(401, 415)
 async def reauthenticate_passkey_options() -> OptionsOut:
@@ -169,6 +175,7 @@ async def reauthenticate_passkey_options() -> OptionsOut:
 
 @bp.post("/reauthenticate/passkey")
 @login_required
+@security_scheme([SESSION, TOKEN])
 @validate_request(CredentialIn)
 @document_response(NoContent, 204)
 @errors(400, 401, 413, 415, 422)
@@ -267,6 +274,7 @@ async def list_passkeys() -> PasskeyList:
 
 @bp.post("/passkeys/options")
 @login_required
+@security_scheme([SESSION, TOKEN])
 @validate_request(PasswordIn)
 @validate_response(OptionsOut, 200)
 @errors(400, 401, 403, 413, 415, 422, 429)
@@ -281,6 +289,7 @@ async def passkey_options(data: PasswordIn) -> OptionsOut:
 
 @bp.post("/passkeys")
 @login_required
+@security_scheme([SESSION, TOKEN])
 @validate_request(PasskeyNewIn)
 @validate_response(PasskeyOut, 201)
 @errors(400, 401, 413, 415, 422)

@@ -33,10 +33,10 @@ class CSRFForm(Form):  # type: ignore[misc]
         csrf_time_limit = timedelta(hours=12)
 
     @classmethod
-    async def from_request(cls) -> Self:
+    async def from_request(cls, prefix: str = "") -> Self:
         """Bind the form to this request's POST data (or none on GET)."""
         formdata = await request.form if request.method == "POST" else None
-        return cls(formdata=formdata, meta=_csrf_meta())
+        return cls(formdata=formdata, meta=_csrf_meta(), prefix=prefix)
 
     @property
     def csrf_failed(self) -> bool:

@@ -79,7 +79,7 @@ class ApiToken(Model):
 
 
 class TotpSecret(Model):
-    """A user's authenticator-app secret, encrypted; on once a first code was confirmed."""
+    """The secret of an authenticator app, encrypted. On once a first code was confirmed."""
 
     id = fields.IntField(primary_key=True)
     user: fields.OneToOneRelation[User] = fields.OneToOneField(
@@ -98,7 +98,7 @@ class TotpSecret(Model):
 
 
 class RecoveryCode(Model):
-    """A single-use code for a lost phone; only its SHA-256 is stored."""
+    """A single-use code for a lost phone. Only its SHA-256 is stored."""
 
     id = fields.IntField(primary_key=True)
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
@@ -134,7 +134,7 @@ class Passkey(Model):
 
 
 class PendingLogin(Model):
-    """A login whose password passed and whose second factor has not: not a session yet."""
+    """A login whose password passed and whose second factor has not, not a session yet."""
 
     id = fields.IntField(primary_key=True)
     key_hash = fields.CharField(max_length=64, unique=True)

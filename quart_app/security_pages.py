@@ -26,6 +26,8 @@ from .sessions import pending
 from .throttle import Throttled
 
 bp = Blueprint("security", __name__)
+# The turn-off form shares its page with the new-codes form: its fields are off-password, ...
+OFF = "off-"
 ID = "<int(max=2147483647):passkey_id>"
 WRONG_PASSWORD = _l("The password is not correct.")
 
@@ -43,28 +45,37 @@ async def second_step() -> ResponseReturnValue:
     form = await CodeForm.from_request()
     methods = await two_factor.methods(user)
     if request.method != "POST":  # GET, and HEAD like it
-        return await _second_step_page(form, methods, 200)
+        return await _second_step_page(form, methods, 200, next_url=row.next_url)
     if not form.validate():
-        return await _second_step_page(form, methods, 400)
+        return await _second_step_page(form, methods, 400, next_url=row.next_url)
     try:
         user, row = await two_factor.second_step(form.code.data, client_address())
     except Throttled as error:
         form.form_errors.append(error.description)
-        return await _second_step_page(form, methods, 429, {"Retry-After": str(error.seconds)})
+        return await _second_step_page(
+            form, methods, 429, {"Retry-After": str(error.seconds)}, next_url=row.next_url
+        )
     except two_factor.NoPendingLogin as error:
         await flash(str(error.description))
         return redirect(url_for("views.login"), 303)
     except two_factor.InvalidCode as error:
         form.code.errors = [str(error.description)]
-        return await _second_step_page(form, methods, 401)
+        return await _second_step_page(form, methods, 401, next_url=row.next_url)
     await login_user(user, remember=row.remember)
     return redirect(row.next_url or url_for("views.index"), 303)
 
 
 async def _second_step_page(
-    form: CodeForm, methods: list[str], status: int, headers: dict[str, str] | None = None
+    form: CodeForm,
+    methods: list[str],
+    status: int,
+    headers: dict[str, str] | None = None,
+    next_url: str = "",
 ) -> ResponseReturnValue:
-    body = await render_template("second_step.html", form=form, methods=methods)
+    form.code.data = ""  # a code is never sent back into the page
+    body = await render_template(
+        "second_step.html", form=form, methods=methods, next_url=next_url or url_for("views.index")
+    )
     return body, status, headers or {}
 
 
@@ -79,6 +90,7 @@ async def index() -> ResponseReturnValue:
         start_form=await TotpStartForm.from_request(),
         code_form=await CodeForm.from_request(),
         check_form=await TotpCheckForm.from_request(),
+        off_form=await TotpCheckForm.from_request(prefix=OFF),
     )
 
 
@@ -128,7 +140,7 @@ async def recovery_codes() -> ResponseReturnValue:
 @bp.post("/account/two-factor/disable")
 @login_required
 async def disable() -> ResponseReturnValue:
-    form = await TotpCheckForm.from_request()
+    form = await TotpCheckForm.from_request(prefix=OFF)
     if not form.validate():
         abort(400)
     try:

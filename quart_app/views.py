@@ -25,6 +25,7 @@ from .throttle import Throttled
 
 bp = Blueprint("views", __name__)
 bp.add_app_template_global(logout_csrf_token)
+bp.add_app_template_global(safe_next)
 
 # Why the live-logout script sent a page here (see static/session.js).
 END_REASONS = {

@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
                 ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('credential_generation', fields.IntField(default=0)),
             ],
-            options={'table': 'pending_logins', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A login whose password passed and whose second factor has not: not a session yet.'},
+            options={'table': 'pending_logins', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A login whose password passed and whose second factor has not, not a session yet.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
                 ('code_hash', fields.CharField(max_length=64)),
                 ('used_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'recovery_codes', 'app': 'models', 'unique_together': (('user_id', 'code_hash'),), 'pk_attr': 'id', 'table_description': 'A single-use code for a lost phone; only its SHA-256 is stored.'},
+            options={'table': 'recovery_codes', 'app': 'models', 'unique_together': (('user_id', 'code_hash'),), 'pk_attr': 'id', 'table_description': 'A single-use code for a lost phone. Only its SHA-256 is stored.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
                 ('last_step', fields.BigIntField(default=0)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'totp_secrets', 'app': 'models', 'pk_attr': 'id', 'table_description': "A user's authenticator-app secret, encrypted; on once a first code was confirmed."},
+            options={'table': 'totp_secrets', 'app': 'models', 'pk_attr': 'id', 'table_description': 'The secret of an authenticator app, encrypted. On once a first code was confirmed.'},
             bases=['Model'],
         ),
         ops.CreateModel(
