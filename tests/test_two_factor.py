@@ -94,7 +94,8 @@ async def test_enrolment_page_shows_qr_secret_and_uri(auth: AuthActions) -> None
     page = await response.get_data(as_text=True)
     secret = SECRET.search(page)
     uri = URI.search(page)
-    assert secret and uri
+    assert secret
+    assert uri
     assert html.unescape(uri.group(1)) == pyotp.TOTP(secret.group(1)).provisioning_uri(
         name="alice", issuer_name="quart_app"
     )
@@ -140,7 +141,8 @@ async def test_secret_and_codes_are_not_stored_in_the_clear(
     stored = {r.code_hash for r in await RecoveryCode.all()}
     assert len(stored) == 10
     for code in codes:
-        assert code not in stored and code.replace("-", "") not in stored
+        assert code not in stored
+        assert code.replace("-", "") not in stored
 
 
 async def test_password_then_code_logs_in(
