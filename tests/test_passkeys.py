@@ -92,7 +92,10 @@ class SoftAuthenticator:
         }
 
     def get(
-        self, options: dict[str, Any], credential: Credential | None = None, count: int | None = None
+        self,
+        options: dict[str, Any],
+        credential: Credential | None = None,
+        count: int | None = None,
     ) -> dict[str, Any]:
         credential = credential or self.credentials[-1]
         credential.count = credential.count + 1 if count is None else count
@@ -121,7 +124,9 @@ async def register(client: Client, username: str = "alice") -> None:
 
 
 async def add_passkey(client: Client, authenticator: SoftAuthenticator, name: str = "Key") -> int:
-    options = await (await client.post("/api/passkeys/options", json={"password": PASSWORD})).get_json()
+    options = await (
+        await client.post("/api/passkeys/options", json={"password": PASSWORD})
+    ).get_json()
     credential = authenticator.create(options["options"])
     response = await client.post("/api/passkeys", json={"name": name, "credential": credential})
     assert response.status_code == 201, await response.get_data(as_text=True)
@@ -190,7 +195,9 @@ async def test_a_challenge_is_used_once(app: Quart) -> None:
     visitor = app.test_client()
     options = (await (await visitor.post("/api/login/passkey/options")).get_json())["options"]
     answer = authenticator.get(options)
-    assert (await visitor.post("/api/login/passkey", json={"credential": answer})).status_code == 200
+    assert (
+        await visitor.post("/api/login/passkey", json={"credential": answer})
+    ).status_code == 200
     await visitor.post("/api/logout")
     again = await visitor.post("/api/login/passkey", json={"credential": answer})
     assert again.status_code == 401
@@ -219,7 +226,9 @@ async def test_a_challenge_is_bound_to_its_browser_session(app: Quart) -> None:
 async def test_registration_refused(app: Quart, authenticator: SoftAuthenticator) -> None:
     client = app.test_client()
     await register(client)
-    options = await (await client.post("/api/passkeys/options", json={"password": PASSWORD})).get_json()
+    options = await (
+        await client.post("/api/passkeys/options", json={"password": PASSWORD})
+    ).get_json()
     credential = authenticator.create(options["options"])
     response = await client.post("/api/passkeys", json={"name": "Key", "credential": credential})
     assert response.status_code == 401
@@ -271,7 +280,9 @@ async def test_rename_and_remove(app: Quart) -> None:
     assert blank.status_code == 422
     wrong = await client.delete(f"/api/passkeys/{passkey_id}", json={"password": "nope nope"})
     assert wrong.status_code == 403
-    assert (await client.delete("/api/passkeys/999", json={"password": PASSWORD})).status_code == 404
+    assert (
+        await client.delete("/api/passkeys/999", json={"password": PASSWORD})
+    ).status_code == 404
     gone = await client.delete(f"/api/passkeys/{passkey_id}", json={"password": PASSWORD})
     assert gone.status_code == 204
     assert not await Passkey.exists()

@@ -35,7 +35,7 @@ def paths(rule: Rule) -> str:
     """A path of rule, with a plausible value for each of its arguments."""
     values = {}
     for name in rule.arguments:
-        converter = type(rule._converters[name]).__name__  # noqa: SLF001
+        converter = type(rule._converters[name]).__name__
         kind = {"IntegerConverter": "int", "PathConverter": "path"}.get(converter, "default")
         values[name] = ARGUMENTS[kind]
     return str(rule.build(values, append_unknown=False)[1])  # type: ignore[index]
@@ -52,7 +52,7 @@ async def ask(client: Client, method: str, path: str, token: str) -> tuple[Any, 
     else:
         form = {"csrf_token": token, "off-csrf_token": token, "password": PASSWORD}
         form.update({"off-password": PASSWORD, "code": "000000", "name": "n"})
-        response = await client.open(path, method=method, form=form)
+        response = await client.open(path, method=method, form=form, json=None)
     error = None
     if response.mimetype == "application/json":
         data = await response.get_json()

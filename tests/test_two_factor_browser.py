@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
 import pyotp
 import pytest
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, expect
@@ -49,7 +50,9 @@ def site(tmp_path: Path) -> Iterator[Site]:
         server.stop()
 
 
-async def browser_with_authenticator(browser: Browser) -> tuple[BrowserContext, Page, CDPSession, str]:
+async def browser_with_authenticator(
+    browser: Browser,
+) -> tuple[BrowserContext, Page, CDPSession, str]:
     """A new profile whose tab has a platform authenticator that verifies its user."""
     context = await browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
