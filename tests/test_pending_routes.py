@@ -52,7 +52,7 @@ async def ask(client: Client, method: str, path: str, token: str) -> tuple[Any, 
     else:
         form = {"csrf_token": token, "off-csrf_token": token, "password": PASSWORD}
         form.update({"off-password": PASSWORD, "code": "000000", "name": "n"})
-        response = await client.open(path, method=method, form=form, json=None)
+        response = await getattr(client, method.lower())(path, form=form)
     error = None
     if response.mimetype == "application/json":
         data = await response.get_json()
