@@ -13,6 +13,7 @@ import json
 import secrets
 import struct
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cbor2
@@ -22,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from quart_app.models import Passkey, WebAuthnChallenge
+from quart_app.models import AuthSession, Passkey, User, WebAuthnChallenge
 
-from .conftest import PASSWORD, AppFactory
+from .conftest import PASSWORD, AppFactory, forget_copies
 
 ORIGIN = "http://localhost:8000"
 RP_ID = "localhost"
@@ -297,3 +298,28 @@ async def test_someone_elses_passkey_cannot_be_renamed(app: Quart) -> None:
     response = await other.patch(f"/api/passkeys/{passkey_id}", json={"name": "mine"})
     assert response.status_code == 404
     assert (await Passkey.get()).name == "Key"
+
+
+async def test_a_passkey_makes_a_stale_session_fresh(app: Quart) -> None:
+    authenticator = SoftAuthenticator()
+    client = app.test_client()
+    await register(client)
+    await add_passkey(client, authenticator)
+    await AuthSession.filter().update(fresh=False)
+    forget_copies(app)
+    other = await AuthSession.create(
+        key_hash="0" * 64,
+        user_id=(await User.get()).id,
+        created_at=datetime.now(UTC),
+        last_seen_at=datetime.now(UTC),
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+        fingerprint="",
+        ip="",
+        user_agent="",
+    )
+    assert (await client.delete(f"/api/sessions/{other.id}")).status_code == 403
+    options = await (await client.post("/api/reauthenticate/passkey/options")).get_json()
+    answer = authenticator.get(options["options"])
+    confirmed = await client.post("/api/reauthenticate/passkey", json={"credential": answer})
+    assert confirmed.status_code == 204
+    assert (await client.delete(f"/api/sessions/{other.id}")).status_code == 204
