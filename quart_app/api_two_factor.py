@@ -152,9 +152,10 @@ async def login_passkey_options() -> OptionsOut:
 @security_scheme([SESSION, TOKEN])
 @validate_request(PasskeyLoginIn)
 @validate_response(UserOut, 200)
-@errors(400, 401, 413, 415, 422)
+@errors(400, 401, 413, 415, 422, 429)
 async def login_passkey(data: PasskeyLoginIn) -> UserOut:
     """Sign in with a passkey alone: it is both factors (possession and user verification)."""
+    await passkeys.count_login(client_address())
     user = await passkeys.verify("login", data.credential, None, client_address())
     accounts.log_event(
         "login", user_id=user.id, username=user.username, ip=client_address(), factor="passkey"

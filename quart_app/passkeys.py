@@ -13,7 +13,7 @@ import hmac
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from quart import current_app, session
@@ -40,6 +40,7 @@ from . import accounts
 from .i18n import _l
 from .models import Passkey, User, WebAuthnChallenge
 from .sessions import hash_key
+from .throttle import Throttle
 from .two_factor import notify
 
 RP_NAME = "quart_app"
@@ -219,6 +220,12 @@ async def verify(purpose: str, credential: Any, user: User | None, client: str) 
         raise InvalidPasskey()
     accounts.log_event("passkey_used", purpose=purpose, user_id=passkey.user_id, ip=client)
     return passkey.user
+
+
+async def count_login(client: str) -> None:
+    """Throttle passkey sign-ins per address, as password logins are."""
+    throttle = cast(Throttle, current_app.extensions["throttle"])
+    await throttle.hit("LOGIN_ATTEMPTS_PER_ADDRESS", client)
 
 
 async def for_user(user: User) -> list[Passkey]:
