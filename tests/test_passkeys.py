@@ -25,7 +25,7 @@ from quart.typing import TestClientProtocol as Client
 
 from quart_app.models import AuthSession, Passkey, User, WebAuthnChallenge
 
-from .conftest import PASSWORD, AppFactory, forget_copies
+from .conftest import PASSWORD, AppFactory, csrf_token, forget_copies
 
 ORIGIN = "http://localhost:8000"
 RP_ID = "localhost"
@@ -323,3 +323,27 @@ async def test_a_passkey_makes_a_stale_session_fresh(app: Quart) -> None:
     confirmed = await client.post("/api/reauthenticate/passkey", json={"credential": answer})
     assert confirmed.status_code == 204
     assert (await client.delete(f"/api/sessions/{other.id}")).status_code == 204
+
+
+async def test_pages_list_rename_and_remove(app: Quart) -> None:
+    client = app.test_client()
+    await register(client)
+    passkey_id = await add_passkey(client, SoftAuthenticator(), "Laptop")
+    page = await (await client.get("/account/passkeys/")).get_data(as_text=True)
+    assert "Laptop" in page
+    token = csrf_token(page)
+    base = f"/account/passkeys/{passkey_id}"
+    renamed = await client.post(f"{base}/rename", form={"csrf_token": token, "name": "Desk"})
+    assert renamed.status_code == 303
+    assert (await Passkey.get()).name == "Desk"
+    no_token = await client.post(f"{base}/rename", form={"name": "Sneaky"})
+    assert no_token.status_code == 400
+    wrong = await client.post(f"{base}/remove", form={"csrf_token": token, "password": "no no no"})
+    assert wrong.status_code == 303
+    assert await Passkey.exists()
+    gone = await client.post(f"{base}/remove", form={"csrf_token": token, "password": PASSWORD})
+    assert gone.status_code == 303
+    assert not await Passkey.exists()
+    assert "You have no passkeys yet." in await (await client.get("/account/passkeys/")).get_data(
+        as_text=True
+    )
