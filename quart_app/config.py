@@ -47,8 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "quart_app_session",
-    # Older secret keys, newest first: TOTP secrets encrypted under them are still read
-    # (and encrypted again under SECRET_KEY). Cookies signed with them are not accepted.
+    # Older secret keys, newest first, after a rotation: TOTP secrets encrypted under them
+    # are still read (and encrypted again under SECRET_KEY); Quart's session cookie and
+    # Quart-Auth's login cookie signed with them are still accepted too.
     "SECRET_KEY_FALLBACKS": [],
     # The site's origin as browsers see it: links in mails, the passkeys' relying party.
     "PUBLIC_URL": "http://localhost:8000",

@@ -304,6 +304,24 @@ def decrypt(token: str) -> tuple[str, bool]:
     raise InvalidToken()
 
 
+async def reencrypt_all() -> tuple[int, int]:
+    """Encrypt every TOTP secret under the current key; (re-encrypted, unreadable) counts.
+
+    Run after a key rotation, so the old key can leave SECRET_KEY_FALLBACKS.
+    """
+    moved = unreadable = 0
+    for row in await TotpSecret.all():
+        try:
+            secret, old = decrypt(row.secret)
+        except InvalidToken:
+            unreadable += 1
+            continue
+        if old:
+            await TotpSecret.filter(id=row.id).update(secret=encrypt(secret))
+            moved += 1
+    return moved, unreadable
+
+
 async def _secret(row: TotpSecret) -> str:
     """The row's secret; encrypted again under the current key if an older one was used."""
     secret, old = decrypt(row.secret)
