@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -413,3 +414,33 @@ async def test_codes_of_other_shapes_are_refused(
         status, _ = await second_step(auth.client, code)
         assert status in (400, 401), code
     assert not await is_logged_in(auth.client)
+
+
+async def test_a_used_code_and_a_wrong_one_take_the_same_path(
+    app: Quart, enabled: tuple[str, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same statements run for both, so the time taken does not tell them apart."""
+    secret, codes = enabled
+    step = settled_step()
+    first = AuthActions(app.test_client())
+    await first.login()
+    await second_step(first.client, code_at(secret, step))
+    user = await User.get()
+
+    async def statements(code: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+            async with app.app_context():
+                assert await two_factor.check_code(user, code, "127.0.0.1") is None
+        return [r.getMessage().split(":")[0] for r in caplog.records]
+
+    used = await statements(code_at(secret, step))
+    wrong = await statements(code_at(secret, step + 7))
+    assert used
+    assert used == wrong
+    async with app.app_context():
+        assert await two_factor.check_code(user, codes[1], "127.0.0.1") == "recovery_code"
+    used = await statements(codes[1])
+    wrong = await statements("AAAA-BBBB-CCCC-DDDD")
+    assert used
+    assert used == wrong
