@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import BaseModel, Field, StrictBool
+from quart_babel import gettext as _
 from quart_schema import document_response, security_scheme, validate_request, validate_response
+from werkzeug.exceptions import NotFound
 
 from . import accounts, passkeys, two_factor
 from .api import (
@@ -303,7 +305,9 @@ async def add_passkey(data: PasskeyNewIn) -> tuple[PasskeyOut, int]:
     return PasskeyOut.of(row), 201
 
 
-@bp.patch(f"/passkeys/<int(max={ID_MAX}):passkey_id>")
+# No max= in the rule: two rules of one path whose converter refuses a value make werkzeug
+# answer 405 instead of 404; too large an id is refused in the view instead.
+@bp.patch("/passkeys/<int:passkey_id>")
 @login_required
 @security_scheme([SESSION, TOKEN])
 @validate_request(NameIn)
@@ -311,6 +315,7 @@ async def add_passkey(data: PasskeyNewIn) -> tuple[PasskeyOut, int]:
 @errors(400, 401, 404, 413, 415, 422)
 async def rename_passkey(passkey_id: int, data: NameIn) -> PasskeyOut:
     """Rename one of the user's passkeys."""
+    _known(passkey_id)
     try:
         await passkeys.rename(_user(), passkey_id, data.name)
     except passkeys.InvalidName as error:
@@ -319,7 +324,7 @@ async def rename_passkey(passkey_id: int, data: NameIn) -> PasskeyOut:
     return PasskeyOut.of(row)
 
 
-@bp.delete(f"/passkeys/<int(max={ID_MAX}):passkey_id>")
+@bp.delete("/passkeys/<int:passkey_id>")
 @login_required
 @security_scheme([SESSION, TOKEN])
 @validate_request(PasswordIn)
@@ -327,6 +332,7 @@ async def rename_passkey(passkey_id: int, data: NameIn) -> PasskeyOut:
 @errors(400, 401, 403, 404, 413, 415, 422, 429)
 async def remove_passkey(passkey_id: int, data: PasswordIn) -> tuple[str, int]:
     """Remove one of the user's passkeys; the password is asked again."""
+    _known(passkey_id)
     try:
         await passkeys.remove(_user(), passkey_id, data.password, client_address())
     except accounts.InvalidCredentials:
@@ -339,6 +345,12 @@ async def _pending() -> tuple[Any, User]:
     if found is None:
         raise two_factor.NoPendingLogin()
     return found
+
+
+def _known(passkey_id: int) -> None:
+    """Ids are 32-bit integers in every database: a larger one names nothing."""
+    if passkey_id > ID_MAX:
+        raise NotFound(_("No such passkey."))
 
 
 def _invalid_name(error: passkeys.InvalidName) -> ValidationFailed:
