@@ -15,8 +15,9 @@ import pyotp
 import pytest
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, expect
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, require
 from .live_server import LiveServer, free_port, launch
+from .test_accessibility import AXE, FAILING_IMPACTS, RUN_AXE
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -51,16 +52,28 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 async def browser_with_authenticator(
-    browser: Browser,
+    browser: Browser, *, bypass_csp: bool = False
 ) -> tuple[BrowserContext, Page, CDPSession, str]:
-    """A new profile whose tab has a platform authenticator that verifies its user."""
-    context = await browser.new_context()
+    """A new profile whose tab has a platform authenticator that verifies its user.
+
+    bypass_csp lets axe-core be injected; without it the site's CSP holds, as in real use.
+    """
+    context = await browser.new_context(bypass_csp=bypass_csp)
     context.set_default_timeout(TIMEOUT_MS)
     page = await context.new_page()
     cdp = await context.new_cdp_session(page)
     await cdp.send("WebAuthn.enable", {"enableUI": False})
     added = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
     return context, page, cdp, added["authenticatorId"]
+
+
+async def no_serious_violations(page: Page) -> None:
+    """axe-core on the page as it is now (the accessibility walk has no authenticator)."""
+    require(AXE.exists(), f"axe-core is not installed at {AXE}: run `npm ci --prefix tests`")
+    await page.add_script_tag(path=AXE)
+    found = await page.evaluate(RUN_AXE)
+    serious = [rule for rule in found if rule["impact"] in FAILING_IMPACTS]
+    assert not serious, serious
 
 
 async def register(page: Page, site: Site, username: str) -> None:
@@ -109,6 +122,7 @@ async def password_step(page: Page, site: Site, username: str) -> None:
 
 
 async def test_add_a_passkey_and_sign_in_with_it_alone(browser: Browser, site: Site) -> None:
+    """Under the site's own CSP: the passkey script is a static file, nothing inline."""
     context, page, cdp, authenticator = await browser_with_authenticator(browser)
     await register(page, site, "Ada")
     await add_passkey(page, site, "Laptop")
@@ -130,13 +144,14 @@ async def test_add_a_passkey_and_sign_in_with_it_alone(browser: Browser, site: S
 
 
 async def test_a_passkey_as_the_second_factor(browser: Browser, site: Site) -> None:
-    context, page, cdp, authenticator = await browser_with_authenticator(browser)
+    context, page, cdp, authenticator = await browser_with_authenticator(browser, bypass_csp=True)
     await register(page, site, "Other")
     await add_passkey(page, site, "Other's key")
     await log_out(page, site)
     await register(page, site, "Grace")
     await enable_totp(page, site)
     await add_passkey(page, site, "Phone")
+    await no_serious_violations(page)  # the list of passkeys, with its forms
     await log_out(page, site)
 
     await password_step(page, site, "Grace")
@@ -151,6 +166,7 @@ async def test_a_passkey_as_the_second_factor(browser: Browser, site: Site) -> N
     response = await page.request.get(site.url + "/api/me")
     assert response.status == 401
 
+    await no_serious_violations(page)  # the second step with its passkey button shown
     await page.get_by_role("button", name="Use a passkey").click()
     await expect(page).to_have_url(site.url + "/index/")
     await expect(page.locator("header .who")).to_have_text("Grace")
