@@ -347,3 +347,14 @@ async def test_pages_list_rename_and_remove(app: Quart) -> None:
     assert "You have no passkeys yet." in await (await client.get("/account/passkeys/")).get_data(
         as_text=True
     )
+
+
+async def test_confirm_page_offers_a_passkey_when_there_is_one(app: Quart) -> None:
+    client = app.test_client()
+    await register(client)
+    page = await (await client.get("/account/confirm/")).get_data(as_text=True)
+    assert "Confirm with a passkey" not in page
+    await add_passkey(client, SoftAuthenticator())
+    page = await (await client.get("/account/confirm/")).get_data(as_text=True)
+    assert "Confirm with a passkey" in page
+    assert 'data-verify="/api/reauthenticate/passkey"' in page
