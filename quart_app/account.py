@@ -20,7 +20,7 @@ from quart import (
 )
 from quart_babel import gettext as _
 
-from . import accounts, devices, sessions
+from . import accounts, devices, passkeys, sessions
 from .forms import ConfirmForm, EndSessionForm, PasswordForm
 from .login import (
     client_address,
@@ -115,7 +115,7 @@ async def confirm() -> ResponseReturnValue:
     form = await ConfirmForm.from_request()
     target = safe_next(request.args.get("next"))
     if request.method != "POST":  # GET, and HEAD like it
-        return await render_template("confirm.html", form=form, next=request.args.get("next"))
+        return await _confirm_page(form)
     status = 400
     if form.validate():
         try:
@@ -130,8 +130,17 @@ async def confirm() -> ResponseReturnValue:
             await confirm_login()
             return redirect(target, 303)
     form.clear_passwords()
-    body = await render_template("confirm.html", form=form, next=request.args.get("next"))
-    return body, status
+    return await _confirm_page(form), status
+
+
+async def _confirm_page(form: ConfirmForm) -> str:
+    """The confirm form; a passkey button too when the user has one."""
+    return await render_template(
+        "confirm.html",
+        form=form,
+        next=request.args.get("next"),
+        has_passkeys=bool(await passkeys.for_user(_user())),
+    )
 
 
 @bp.websocket("/ws/session")

@@ -6,7 +6,15 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictBool,
+    StrictStr,
+)
 from pydantic_core import PydanticCustomError
 from quart import Blueprint, Quart, ResponseReturnValue, request
 from quart_babel import gettext as _
@@ -28,7 +36,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.routing import Rule
 
-from . import accounts, devices, docs, security, sessions, tokens
+from . import accounts, devices, docs, security, sessions, tokens, two_factor
 from .errors import http_error
 from .i18n import _l
 from .login import (
@@ -276,15 +284,30 @@ async def register(data: Credentials) -> tuple[UserOut, int]:
     return UserOut.of(user), 201
 
 
+class SecondFactorOut(BaseModel):
+    mfa_required: bool = Field(description="Always true: finish at `/api/login/two-factor`.")
+    methods: list[str] = Field(description='"totp", "recovery_code", "passkey"')
+
+
+class LoginOut(RootModel[UserOut | SecondFactorOut]):
+    """The user, logged in; or, with two-factor on, what the second step accepts."""
+
+
 @bp.post("/login")
 @validate_request(LoginIn)
-@validate_response(UserOut, 200)
+@validate_response(LoginOut, 200)
 @errors(400, 401, 413, 415, 422, 429)
-async def login(data: LoginIn) -> UserOut:
-    """Log in; the session cookie is set (for 30 days with `remember`)."""
+async def login(data: LoginIn) -> LoginOut:
+    """Log in; the session cookie is set (for 30 days with `remember`).
+
+    With two-factor on, no session yet: `mfa_required` and a pending cookie for the second step.
+    """
     user = await accounts.authenticate(data.username, data.password, client=client_address())
+    methods = await two_factor.require_second_step(user, remember=data.remember, next_url="")
+    if methods:
+        return LoginOut(SecondFactorOut(mfa_required=True, methods=methods))
     await login_user(user, remember=data.remember)
-    return UserOut.of(user)
+    return LoginOut(UserOut.of(user))
 
 
 @bp.post("/logout")

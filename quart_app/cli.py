@@ -17,7 +17,7 @@ from quart.cli import ScriptInfo
 from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
 
-from . import accounts, db, usernames
+from . import accounts, db, two_factor, usernames
 from .models import User
 from .passwords import ARGON2_PREFIX, WERKZEUG_PREFIXES
 
@@ -58,6 +58,17 @@ def create(username: str, password: str) -> None:
     except (accounts.InvalidField, accounts.UsernameTaken) as error:
         raise click.ClickException(str(error.description)) from None
     click.echo(f"Created user {user.username} (id {user.id}).")
+
+
+@users.command("reencrypt-totp")
+def reencrypt_totp() -> None:
+    """Encrypt every TOTP secret under the current secret key (after a key rotation)."""
+    moved, unreadable = run(two_factor.reencrypt_all)
+    click.echo(f"Re-encrypted {moved} TOTP secret(s) under the current key.")
+    if unreadable:
+        raise click.ClickException(
+            f"{unreadable} secret(s) match neither SECRET_KEY nor SECRET_KEY_FALLBACKS."
+        )
 
 
 @users.command("list")

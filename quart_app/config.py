@@ -50,6 +50,13 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "quart_app_session",
+    # Older secret keys, newest first, after a rotation: TOTP secrets encrypted under them
+    # are still read (and encrypted again under SECRET_KEY); Quart's session cookie and
+    # Quart-Auth's login cookie signed with them are still accepted too.
+    "SECRET_KEY_FALLBACKS": [],
+    # The site's origin as browsers see it: links in mails, the passkeys' relying party.
+    "PUBLIC_URL": "http://localhost:8000",
+    "PENDING_COOKIE_NAME": "quart_app_pending",
 }
 
 ENVIRONMENTS = ("development", "production", "testing")
@@ -86,6 +93,7 @@ def load_config(app: Quart, test_config: Mapping[str, Any] | None = None) -> Non
         app.config["SESSION_COOKIE_NAME"] = "__Host-" + app.config["SESSION_COOKIE_NAME"]
         app.config["AUTH_COOKIE_NAME"] = "__Host-" + app.config["AUTH_COOKIE_NAME"]
         app.config["DEVICE_COOKIE_NAME"] = "__Host-" + app.config["DEVICE_COOKIE_NAME"]
+        app.config["PENDING_COOKIE_NAME"] = "__Host-" + app.config["PENDING_COOKIE_NAME"]
     if app.config.get("SESSION_PROTECTION") not in (None, "basic", "strong"):
         raise ConfigError('SESSION_PROTECTION must be None, "basic" or "strong"')
     if app.config["USERNAME_RESTRICTION_LEVEL"] not in RESTRICTION_LEVELS:

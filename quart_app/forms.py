@@ -9,7 +9,7 @@ from quart import current_app, request, session
 from quart_babel import gettext as _
 from wtforms import BooleanField, Form, PasswordField, StringField
 from wtforms.csrf.session import SessionCSRF
-from wtforms.validators import EqualTo, InputRequired, ValidationError
+from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
 
 from .i18n import _l
 
@@ -33,10 +33,10 @@ class CSRFForm(Form):  # type: ignore[misc]
         csrf_time_limit = timedelta(hours=12)
 
     @classmethod
-    async def from_request(cls) -> Self:
+    async def from_request(cls, prefix: str = "") -> Self:
         """Bind the form to this request's POST data (or none on GET)."""
         formdata = await request.form if request.method == "POST" else None
-        return cls(formdata=formdata, meta=_csrf_meta())
+        return cls(formdata=formdata, meta=_csrf_meta(), prefix=prefix)
 
     @property
     def csrf_failed(self) -> bool:
@@ -77,6 +77,27 @@ class PasswordForm(CSRFForm):
     current_password = PasswordField(_l("Current password"), [REQUIRED, _printable])
     password = PasswordField(_l("New password"), [REQUIRED, _printable])
     password_confirm = PasswordField(_l("Confirm new password"), [REQUIRED, MATCHES])
+
+
+class CodeForm(CSRFForm):
+    code = StringField(_l("Code"), [REQUIRED, _printable])
+
+
+class TotpStartForm(CSRFForm):
+    password = PasswordField(_l("Password"), [REQUIRED, _printable])
+
+
+class TotpCheckForm(CSRFForm):
+    password = PasswordField(_l("Password"), [REQUIRED, _printable])
+    code = StringField(_l("Code from your app, or a recovery code"), [REQUIRED, _printable])
+
+
+class PasskeyRenameForm(CSRFForm):
+    name = StringField(_l("Name"), [REQUIRED, _printable, Length(max=64)])
+
+
+class PasskeyRemoveForm(CSRFForm):
+    password = PasswordField(_l("Password"), [REQUIRED, _printable])
 
 
 def _csrf_meta() -> dict[str, Any]:

@@ -79,3 +79,91 @@ class ApiToken(Model):
 
     class Meta:
         table = "api_tokens"
+
+
+class TotpSecret(Model):
+    """The secret of an authenticator app, encrypted. On once a first code was confirmed."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.OneToOneRelation[User] = fields.OneToOneField(
+        "models.User", related_name="totp", on_delete=fields.CASCADE
+    )
+    user_id: int
+    # Fernet token of the base32 secret, under a key derived from SECRET_KEY.
+    secret = fields.CharField(max_length=255)
+    confirmed_at = fields.DatetimeField(null=True)
+    # The last 30-second step whose code was accepted: no code is accepted twice.
+    last_step = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "totp_secrets"
+
+
+class RecoveryCode(Model):
+    """A single-use code for a lost phone. Only its SHA-256 is stored."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="recovery_codes", on_delete=fields.CASCADE
+    )
+    user_id: int
+    code_hash = fields.CharField(max_length=64)
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "recovery_codes"
+        unique_together = (("user_id", "code_hash"),)
+
+
+class Passkey(Model):
+    """A WebAuthn credential (discoverable, user-verified) that signs in on its own."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="passkeys", on_delete=fields.CASCADE
+    )
+    user_id: int
+    name = fields.CharField(max_length=64)
+    # base64url of the credential id the authenticator chose (at most 1023 bytes).
+    credential_id = fields.CharField(max_length=1400, unique=True)
+    public_key = fields.TextField()  # base64url of the COSE key
+    sign_count = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "passkeys"
+
+
+class PendingLogin(Model):
+    """A login whose password passed and whose second factor has not, not a session yet."""
+
+    id = fields.IntField(primary_key=True)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="pending_logins", on_delete=fields.CASCADE
+    )
+    user_id: int
+    remember = fields.BooleanField(default=False)
+    next_url = fields.CharField(max_length=2048, default="")
+    failures = fields.IntField(default=0)
+    expires_at = fields.DatetimeField()
+    credential_generation = fields.IntField(default=0)
+
+    class Meta:
+        table = "pending_logins"
+
+
+class WebAuthnChallenge(Model):
+    """A WebAuthn challenge, used once, for the browser session that holds its key."""
+
+    id = fields.IntField(primary_key=True)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    purpose = fields.CharField(max_length=16)
+    user_id = fields.IntField(null=True)
+    challenge = fields.CharField(max_length=128)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "webauthn_challenges"

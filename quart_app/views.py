@@ -15,7 +15,7 @@ from quart import (
 )
 from quart_babel import gettext as _
 
-from . import accounts
+from . import accounts, two_factor
 from .forms import LoginForm, LogoutForm, RegisterForm, logout_csrf_token
 from .i18n import COOKIE as LANGUAGE_COOKIE
 from .i18n import LANGUAGES, _l
@@ -25,6 +25,7 @@ from .throttle import Throttled
 
 bp = Blueprint("views", __name__)
 bp.add_app_template_global(logout_csrf_token)
+bp.add_app_template_global(safe_next)
 
 # Why the live-logout script sent a page here (see static/session.js).
 END_REASONS = {
@@ -114,8 +115,11 @@ async def login() -> ResponseReturnValue:
     except accounts.InvalidCredentials as error:
         form.form_errors.append(error.description)
         return await _form_error("login.html", form, 401)
+    target = safe_next(request.args.get("next"))
+    if await two_factor.require_second_step(user, remember=form.remember.data, next_url=target):
+        return redirect(url_for("security.second_step"), 303)
     await login_user(user, remember=form.remember.data)
-    return redirect(safe_next(request.args.get("next")), 303)
+    return redirect(target, 303)
 
 
 @bp.route("/logout/", methods=["GET", "POST"])

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyotp
 import pytest
 from playwright.async_api import Browser, Page, ViewportSize, expect
 
-from .conftest import require
+from .conftest import PASSWORD, require
 from .live_server import (
     LiveServer,
     live_servers_fixture,  # noqa: F401  (the live_servers fixture)
@@ -45,7 +46,7 @@ DOCS_SCREENSHOTS = TESTS.parent / "docs" / "screenshots"
 FAILING_IMPACTS = {"serious", "critical"}
 WIDTHS: dict[str, ViewportSize] = {"phone": PHONE, "desktop": DESKTOP}
 # The pages the README shows, light, viewport only (docs/screenshots/ is committed).
-DOCUMENTED = {"login", "index"}
+DOCUMENTED = {"login", "index", "two-factor-enrol", "second-step", "passkeys"}
 USERNAMES = {"en": "Amelia.Pond", "zh": "张伟"}
 
 # Only violations cross the page boundary, trimmed to what a report needs.
@@ -124,6 +125,33 @@ async def examine(page: Page, findings: Findings, name: str) -> None:
     await page.set_viewport_size(DESKTOP)
 
 
+async def two_factor_pages(page: Page, server: LiveServer, findings: Findings) -> None:
+    """Turn TOTP on (the enrolment, the recovery codes, the page when on), then the login step."""
+    t = findings.language.t
+    await page.goto(server.url + "/account/two-factor/")
+    await page.get_by_label(t("Password"), exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name=t("Set up an authenticator app")).click()
+    await expect(page.locator("img.qr")).to_be_visible()
+    await examine(page, findings, "two-factor-enrol")
+    totp = pyotp.TOTP(await page.locator("code.secret").inner_text())
+    await page.get_by_label(t("Code"), exact=True).fill(totp.now())
+    await page.get_by_role("button", name=t("Turn on")).click()
+    await expect(page.locator("ul.codes li")).to_have_count(10)
+    await examine(page, findings, "recovery-codes")
+    await page.goto(server.url + "/account/two-factor/")
+    await examine(page, findings, "two-factor-on")
+    await page.locator("header").get_by_role("button", name=t("Log out"), exact=True).click()
+    await page.get_by_label(t("Username"), exact=True).fill(USERNAMES[findings.language.code])
+    await page.get_by_label(t("Password"), exact=True).fill(PASSWORD)
+    await page.locator("main").get_by_role("button", name=t("Log in"), exact=True).click()
+    await expect(page).to_have_url(server.url + "/login/two-factor/")
+    await examine(page, findings, "second-step")
+    await page.get_by_label(t("Code"), exact=True).fill("000000")
+    await page.get_by_role("button", name=t("Verify")).click()
+    await expect(page.locator("#code-error")).to_be_visible()
+    await examine(page, findings, "second-step-errors")
+
+
 @pytest.fixture(name="axe")
 def axe_fixture() -> Path:
     """axe-core's script, installed from the npm registry by `npm ci --prefix tests`."""
@@ -166,6 +194,8 @@ async def test_every_page_has_no_serious_violations(
         ("account", "/account/"),
         ("password", "/account/password/"),
         ("confirm", "/account/confirm/"),
+        ("two-factor-off", "/account/two-factor/"),
+        ("passkeys", "/account/passkeys/"),
     ]:
         await page.goto(server.url + path)
         await expect(page.get_by_role("heading", level=1)).to_be_visible()
@@ -180,6 +210,7 @@ async def test_every_page_has_no_serious_violations(
     await expect(page.get_by_role("alert")).to_be_visible()
     await examine(page, findings, "login-errors")
     await log_in(page, server, language, username)
+    await two_factor_pages(page, server, findings)
     await context.close()
 
     for report in findings.minor:

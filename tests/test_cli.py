@@ -14,8 +14,8 @@ from quart import Quart
 from tortoise import Tortoise
 from werkzeug.security import generate_password_hash
 
-from quart_app import create_app, db
-from quart_app.models import User
+from quart_app import create_app, db, two_factor
+from quart_app.models import TotpSecret, User
 
 from .conftest import PASSWORD, USE_POSTGRES, base_config
 
@@ -238,3 +238,30 @@ def test_disable_finds_a_name_from_before_the_rule(cli_app: Quart) -> None:
     result = invoke(cli_app, "users", "disable", "STRASSE")
     assert result.exit_code == 0, result.output
     assert [u.is_active for u in users(cli_app)] == [False]
+
+
+def test_reencrypt_totp_moves_secrets_to_the_current_key(cli_app: Quart) -> None:
+    old_key = "an-older-secret-key-that-is-long-enough-987654"
+    new_key = str(cli_app.config["SECRET_KEY"])
+    invoke(cli_app, "users", "create", "alice", "--password", PASSWORD)
+
+    async def store_under_old_key() -> None:
+        async with cli_app.app_context():
+            cli_app.config["SECRET_KEY"] = old_key
+            user = await User.get(username="alice")
+            await TotpSecret.create(user_id=user.id, secret=two_factor.encrypt("JBSWY3DPEHPK3PXP"))
+            cli_app.config["SECRET_KEY"] = new_key
+
+    query(cli_app, store_under_old_key)
+    assert invoke(cli_app, "users", "reencrypt-totp").exit_code != 0  # the old key is unknown
+    cli_app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+    result = invoke(cli_app, "users", "reencrypt-totp")
+    assert result.exit_code == 0, result.output
+    assert "Re-encrypted 1 TOTP secret(s)" in result.output
+    cli_app.config["SECRET_KEY_FALLBACKS"] = []
+
+    async def read() -> tuple[str, bool]:
+        async with cli_app.app_context():
+            return two_factor.decrypt((await TotpSecret.get()).secret)
+
+    assert query(cli_app, read) == ("JBSWY3DPEHPK3PXP", False)

@@ -106,6 +106,7 @@ def test_production_cookies_are_host_prefixed_and_secure(
 
     assert config["SESSION_COOKIE_NAME"].startswith("__Host-")
     assert config["AUTH_COOKIE_NAME"].startswith("__Host-")
+    assert config["PENDING_COOKIE_NAME"] == "__Host-quart_app_pending"
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["SESSION_COOKIE_DOMAIN"] in (None, False)
     assert config["SESSION_COOKIE_PATH"] in (None, "/")
@@ -247,6 +248,17 @@ def test_session_protection_defaults_to_strong(instance: Path) -> None:
     app = create_app()
     assert "SESSION_PROTECTION" not in app.config
     assert app.extensions["login_manager"].session_protection == "strong"
+
+
+def test_public_url_and_key_fallbacks(instance: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = create_app().config
+    assert config["PUBLIC_URL"] == "http://localhost:8000"
+    assert config["SECRET_KEY_FALLBACKS"] == []
+    monkeypatch.setenv("QUART_PUBLIC_URL", "https://example.com")
+    monkeypatch.setenv("QUART_SECRET_KEY_FALLBACKS", '["an-old-key"]')
+    config = create_app().config
+    assert config["PUBLIC_URL"] == "https://example.com"
+    assert config["SECRET_KEY_FALLBACKS"] == ["an-old-key"]
 
 
 def test_hypercorn_config_times_out_silent_connections_but_keeps_sockets() -> None:

@@ -49,7 +49,7 @@ async def store_skeletons(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0003_session_owner")]
+    dependencies = [("models", "0005_two_factor")]
 
     initial = False
 

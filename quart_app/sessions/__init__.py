@@ -25,7 +25,7 @@ from tortoise.exceptions import BaseORMException
 from tortoise.transactions import in_transaction
 
 from ..models import AuthSession, User
-from . import store
+from . import pending, store
 from .cache import SessionCache, session_cache
 from .events import REASONS, RECHECK, Event, SessionEvents, session_events
 from .store import hash_key
@@ -323,6 +323,7 @@ class _Purge:
                 idle = timedelta(seconds=seconds(app.config["SESSION_IDLE_TIMEOUT"]))
                 try:
                     purged = await store.purge(datetime.now(UTC), idle)
+                    await pending.purge(datetime.now(UTC))
                 except (BaseORMException, OSError):
                     logger.warning("could not purge expired sessions", exc_info=True)
                     continue
