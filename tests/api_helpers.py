@@ -11,6 +11,7 @@ from quart.typing import TestClientProtocol as Client
 
 from quart_app.api import ErrorOut, TokenCreatedOut
 from quart_app.models import ApiToken, AuthSession, User
+from quart_app.testing import log_in, make_user
 
 from .conftest import PASSWORD
 
@@ -69,6 +70,13 @@ async def register(client: Client, username: str = "alice", **headers: str) -> R
     )
 
 
+async def signed_in(client: Client, username: str = "alice") -> User:
+    """username made and client logged in, where registering is setup, not the subject."""
+    user = await make_user(client.app, username)
+    await log_in(client, user)
+    return user
+
+
 async def new_token(client: Client, name: str = "ci", **headers: str) -> TokenCreatedOut:
     """Create a token with the logged-in client (or the bearer token in headers)."""
     response = await client.post(
@@ -97,7 +105,7 @@ NEEDS_LOGIN = {"/api/tokens", "/api/logout"}
 async def logged_in_for(path: str, client: Client) -> None:
     """Log bob in when path needs a login, so that the body is what gets judged."""
     if path in NEEDS_LOGIN:
-        await register(client, "bob")
+        await signed_in(client, "bob")
 
 
 async def nothing_but_bob(path: str) -> None:

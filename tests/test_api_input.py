@@ -21,6 +21,7 @@ from .api_helpers import (
     nothing_stored,
     register,
     send,
+    signed_in,
 )
 from .conftest import PASSWORD, auth_cookie
 
@@ -99,7 +100,7 @@ async def test_json_that_is_not_an_object_is_refused(
 async def test_wrong_types_are_422_naming_the_field(
     app: Quart, client: Client, path: str, body: dict[str, Any], field: str
 ) -> None:
-    await register(client)  # alice exists, so a coerced login would succeed
+    await signed_in(client)  # alice exists, so a coerced login would succeed
     sender = client if path == "/api/tokens" else app.test_client()
     error = await error_of(await sender.post(path, json=body), 422, "validation_error")
     assert error.details is not None
@@ -178,7 +179,7 @@ async def test_nul_bytes_are_refused_and_nothing_stored(
 
 
 async def test_login_with_nul_is_400_and_never_matches(app: Quart, client: Client) -> None:
-    await register(client)
+    await signed_in(client)
     other = app.test_client()
     body = {"username": "alice\x00", "password": PASSWORD + "\x00"}
     await error_of(await other.post("/api/login", json=body), 400, "invalid_field")

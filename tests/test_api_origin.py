@@ -20,6 +20,7 @@ from .api_helpers import (
     nothing_stored,
     register,
     send,
+    signed_in,
 )
 from .conftest import PASSWORD, auth_cookie
 
@@ -52,7 +53,7 @@ async def test_cross_site_register_and_login_are_403(
 async def test_cross_site_requests_with_a_cookie_are_403(
     client: Client, headers: dict[str, str]
 ) -> None:
-    await register(client)
+    await signed_in(client)
     token = await new_token(client)
     create = await client.post(
         "/api/tokens", json={"name": "evil", "password": PASSWORD}, headers=headers
@@ -87,7 +88,7 @@ async def test_same_origin_requests_pass(client: Client, headers: dict[str, str]
 async def test_bearer_requests_skip_the_cross_site_checks(
     app: Quart, client: Client, headers: dict[str, str]
 ) -> None:
-    await register(client)
+    await signed_in(client)
     token = await new_token(client)
     program = app.test_client()
     auth = {**headers, **bearer(token.token)}
@@ -109,7 +110,7 @@ async def test_bearer_requests_skip_the_cross_site_checks(
     ],
 )
 async def test_cors_never_reflects_a_foreign_origin(client: Client, method: str, path: str) -> None:
-    await register(client)
+    await signed_in(client)
     headers = {
         "Origin": FOREIGN_ORIGIN,
         "Access-Control-Request-Method": "POST",

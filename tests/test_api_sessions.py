@@ -15,7 +15,7 @@ from .api_helpers import (
     body_of,
     error_of,
     new_token,
-    register,
+    signed_in,
 )
 from .conftest import PASSWORD, AuthActions, forget_copies
 
@@ -34,7 +34,7 @@ async def test_a_stale_session_may_do_nothing_destructive(
     app: Quart, client: Client, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     """Every destructive call asks for the same freshness; nothing changes without it."""
-    await register(client)
+    await signed_in(client)
     token = await new_token(client)
     session = await AuthSession.all().first()
     assert session is not None
@@ -60,7 +60,7 @@ async def test_html_login_is_an_api_session(client: Client, auth: AuthActions) -
 
 
 async def test_api_login_is_a_page_session(client: Client) -> None:
-    await register(client)
+    await signed_in(client)
     page = await client.get("/index/")
     assert page.status_code == 200
     assert "alice" in await page.get_data(as_text=True)
@@ -69,6 +69,6 @@ async def test_api_login_is_a_page_session(client: Client) -> None:
 
 
 async def test_html_logout_ends_the_api_session(client: Client, auth: AuthActions) -> None:
-    await register(client)
+    await signed_in(client)
     await auth.logout()
     await error_of(await client.get("/api/me"), 401)

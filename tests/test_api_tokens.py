@@ -9,7 +9,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from quart_app.api import TokenCreatedOut, TokenList, TokenOut, UserOut
+from quart_app.api import TokenCreatedOut, TokenList, TokenOut
 from quart_app.models import ApiToken, User
 
 from .api_helpers import (
@@ -19,8 +19,8 @@ from .api_helpers import (
     error_of,
     me_status,
     new_token,
-    register,
     send,
+    signed_in,
 )
 from .conftest import PASSWORD, auth_cookie
 
@@ -28,7 +28,7 @@ from .conftest import PASSWORD, auth_cookie
 
 
 async def test_create_token_shows_the_secret_once_and_stores_its_hash(client: Client) -> None:
-    await register(client)
+    await signed_in(client)
     response = await client.post("/api/tokens", json={"name": "laptop", "password": PASSWORD})
     assert response.status_code == 201
     created = await body_of(response, TokenCreatedOut)
@@ -54,7 +54,7 @@ async def test_create_token_shows_the_secret_once_and_stores_its_hash(client: Cl
 
 
 async def test_create_token_wrong_password_is_403(client: Client) -> None:
-    await register(client)
+    await signed_in(client)
     response = await client.post("/api/tokens", json={"name": "x", "password": PASSWORD + "!"})
     await error_of(response, 403, "wrong_password")
     assert await ApiToken.all().count() == 0
@@ -84,7 +84,7 @@ async def test_tokens_anonymous_is_401(client: Client, method: str, path: str) -
 async def test_create_token_invalid_body_is_422(
     client: Client, body: dict[str, Any], field: str
 ) -> None:
-    await register(client)
+    await signed_in(client)
     error = await error_of(await client.post("/api/tokens", json=body), 422, "validation_error")
     assert error.details is not None
     assert field in [d.field for d in error.details]
@@ -93,14 +93,14 @@ async def test_create_token_invalid_body_is_422(
 
 @pytest.mark.parametrize("name", ["a\x00b", "\x00"])
 async def test_create_token_with_nul_in_the_name_is_refused(client: Client, name: str) -> None:
-    await register(client)
+    await signed_in(client)
     response = await client.post("/api/tokens", json={"name": name, "password": PASSWORD})
     await error_of(response, 400, "invalid_field")
     assert await ApiToken.all().count() == 0
 
 
 async def test_token_works_on_the_token_routes(app: Quart, client: Client) -> None:
-    await register(client)
+    await signed_in(client)
     first = await new_token(client, "first")
     program = app.test_client()
     # A token can make another (the password is asked again), list and revoke them.
@@ -116,7 +116,7 @@ async def test_token_works_on_the_token_routes(app: Quart, client: Client) -> No
 
 
 async def test_revoked_token_is_401(app: Quart, client: Client) -> None:
-    await register(client)
+    await signed_in(client)
     token = await new_token(client)
     assert await me_status(app, bearer(token.token)) == 200
     response = await client.delete(f"/api/tokens/{token.id}")
@@ -128,10 +128,10 @@ async def test_revoked_token_is_401(app: Quart, client: Client) -> None:
 
 
 async def test_token_of_another_user_cannot_be_revoked(app: Quart, client: Client) -> None:
-    await register(client)
+    await signed_in(client)
     alices = await new_token(client)
     bob = app.test_client()
-    await register(bob, "bob")
+    await signed_in(bob, "bob")
     await error_of(await bob.delete(f"/api/tokens/{alices.id}"), 404)
     listing = await body_of(await bob.get("/api/tokens"), TokenList)
     assert listing.tokens == []
@@ -140,7 +140,7 @@ async def test_token_of_another_user_cannot_be_revoked(app: Quart, client: Clien
 
 @pytest.mark.parametrize("token_id", [0, 42, 2**31 - 1, 2**31, 2**63, 10**30])
 async def test_revoking_an_unknown_token_is_404(client: Client, token_id: int) -> None:
-    await register(client)
+    await signed_in(client)
     await new_token(client)
     await error_of(await client.delete(f"/api/tokens/{token_id}"), 404)
     assert await ApiToken.all().count() == 1
@@ -148,7 +148,7 @@ async def test_revoking_an_unknown_token_is_404(client: Client, token_id: int) -
 
 @pytest.mark.parametrize("path", ["/api/tokens/-1", "/api/tokens/abc", "/api/tokens/1.5"])
 async def test_revoking_a_malformed_id_is_404(client: Client, path: str) -> None:
-    await register(client)
+    await signed_in(client)
     await error_of(await client.delete(path), 404)
 
 
@@ -156,7 +156,7 @@ async def test_revoking_a_malformed_id_is_404(client: Client, path: str) -> None
 async def test_token_of_a_deleted_or_disabled_user_is_401(
     app: Quart, client: Client, how: str
 ) -> None:
-    out = await body_of(await register(client), UserOut)
+    out = await signed_in(client)
     token = await new_token(client)
     if how == "deleted":
         await User.filter(id=out.id).delete()
@@ -168,7 +168,7 @@ async def test_token_of_a_deleted_or_disabled_user_is_401(
 
 
 async def test_token_is_not_a_login_for_the_pages(app: Quart, client: Client) -> None:
-    await register(client)
+    await signed_in(client)
     token = await new_token(client)
     response = await app.test_client().get("/index/", headers=bearer(token.token))
     assert response.status_code == 302
