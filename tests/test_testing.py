@@ -28,7 +28,7 @@ async def user(app: Quart) -> User:
 
 
 async def test_a_login_required_page_in_three_lines(app: Quart, user: User) -> None:
-    client = app.test_client(user=user)  # type: ignore[call-arg]
+    client = app.test_client(user=user)
     response = await client.get("/index/")
     assert "alice" in await response.get_data(as_text=True)
     row = await AuthSession.get(user_id=user.id)
@@ -36,7 +36,7 @@ async def test_a_login_required_page_in_three_lines(app: Quart, user: User) -> N
 
 
 async def test_the_client_logs_in_at_its_first_request(app: Quart, user: User) -> None:
-    client = app.test_client(user=user)  # type: ignore[call-arg]
+    client = app.test_client(user=user)
     assert await AuthSession.all().count() == 0
     assert (await client.get("/index/")).status_code == 200
     assert await AuthSession.all().count() == 1
@@ -56,7 +56,7 @@ async def test_make_user_knows_the_password(app: Quart, user: User) -> None:
 
 
 async def test_logout_through_the_client_ends_the_real_session(app: Quart, user: User) -> None:
-    client = app.test_client(user=user)  # type: ignore[call-arg]
+    client = app.test_client(user=user)
     cookie = auth_cookie(client)
     assert cookie is None  # not yet: the session is made at the first request
     token = await csrf_token(client, "/logout/")
@@ -70,9 +70,9 @@ async def test_logout_through_the_client_ends_the_real_session(app: Quart, user:
 
 
 async def test_revoking_the_session_from_another_client_logs_it_out(app: Quart, user: User) -> None:
-    first = app.test_client(user=user)  # type: ignore[call-arg]
+    first = app.test_client(user=user)
     assert (await first.get("/index/")).status_code == 200
-    second = app.test_client(user=user)  # type: ignore[call-arg]
+    second = app.test_client(user=user)
     listing = await (await second.get("/api/sessions")).get_json()
     [other] = [s for s in listing["sessions"] if not s["current"]]
     assert (await second.delete(f"/api/sessions/{other['id']}")).status_code == 204
@@ -81,7 +81,7 @@ async def test_revoking_the_session_from_another_client_logs_it_out(app: Quart, 
 
 
 async def test_strong_protection_ends_it_for_another_user_agent(app: Quart, user: User) -> None:
-    client = app.test_client(user=user)  # type: ignore[call-arg]
+    client = app.test_client(user=user)
     assert (await client.get("/index/")).status_code == 200
     response = await client.get("/index/", headers={"User-Agent": OTHER_AGENT})
     assert response.status_code == 302
@@ -89,24 +89,24 @@ async def test_strong_protection_ends_it_for_another_user_agent(app: Quart, user
 
 
 async def test_the_client_may_present_its_own_user_agent(app: Quart, user: User) -> None:
-    client = app.test_client(user=user, user_agent=OTHER_AGENT)  # type: ignore[call-arg]
+    client = app.test_client(user=user, user_agent=OTHER_AGENT)
     assert (await client.get("/index/")).status_code == 200
     row = await AuthSession.get(user_id=user.id)
     assert (row.user_agent, row.device) == (OTHER_AGENT, "Firefox 128\tLinux")
 
 
 async def test_a_stale_login_is_sent_to_confirm(app: Quart, user: User) -> None:
-    client = app.test_client(user=user, fresh_login=False)  # type: ignore[call-arg]
+    client = app.test_client(user=user, fresh_login=False)
     assert (await client.get("/index/")).status_code == 200
     response = await client.get("/account/password/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/account/confirm/?next=")
-    fresh = app.test_client(user=user)  # type: ignore[call-arg]
+    fresh = app.test_client(user=user)
     assert (await fresh.get("/account/password/")).status_code == 200
 
 
 async def test_remember_makes_a_remembered_fresh_session(app: Quart, user: User) -> None:
-    client = app.test_client(user=user, remember=True)  # type: ignore[call-arg]
+    client = app.test_client(user=user, remember=True)
     assert (await client.get("/account/password/")).status_code == 200  # still fresh here
     row = await AuthSession.get(user_id=user.id)
     assert (row.remember, row.fresh) == (True, True)
@@ -135,7 +135,7 @@ async def test_the_context_manager_with_quarts_plain_client(app: Quart, user: Us
 
 
 async def test_a_socket_as_the_first_request_is_logged_in(app: Quart, user: User) -> None:
-    client = app.test_client(user=user)  # type: ignore[call-arg]
+    client = app.test_client(user=user)
     async with client.websocket("/ws/session") as socket:
         assert await AuthSession.all().count() == 1
         await socket.close(1000)
