@@ -17,6 +17,10 @@ from tortoise.models import Model
 
 ModelT = TypeVar("ModelT", bound=Model)
 
+# The client address Quart's ASGI layer gives a request whose scope has none, as its test
+# client's requests have (quart/asgi.py writes it into the Remote-Addr header).
+QUART_TEST_CLIENT_ADDRESS = "<local>"
+
 
 def db_columns(model: type[Model]) -> set[str]:
     """The model's database columns (Tortoise's private `_meta.db_fields`).

@@ -1,4 +1,10 @@
-"""Fixtures: a fresh app and database per test, and AuthActions that drive the real forms."""
+"""Fixtures: a fresh app and database per test, and AuthActions that log clients in.
+
+AuthActions drive the real forms in the modules whose subject is the login (REAL_FORMS);
+elsewhere their register and login, with the default password, are setup: the user is made
+with a hash computed once (quart_app.testing.make_user) and the client is logged in through a
+real server-side session (quart_app.testing.log_in), without a form or an argon2 hash.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,10 @@ from quart.typing import TestClientProtocol as Client
 from tortoise.connection import get_connection
 
 from quart_app import create_app
+from quart_app.accounts import username_key
+from quart_app.models import User
 from quart_app.sessions.cache import SessionCache
+from quart_app.testing import known_hash, log_in, make_user
 
 # Set by .ci/run: the suite runs once on SQLite and once on this PostgreSQL.
 POSTGRES_URL = os.environ.get("QUART_TEST_POSTGRES_URL")
@@ -121,11 +130,32 @@ def csrf_token(body: str) -> str:
     return match.group(1)
 
 
+# Test modules whose subject is registering or logging in: AuthActions post the real forms.
+REAL_FORMS = {
+    "tests.test_views",
+    "tests.test_login",
+    "tests.test_flow",
+    "tests.test_accounts",
+    "tests.test_i18n",
+}
+
+
 class AuthActions:
-    """Drive the real pages, as flaskr's tests do, fetching each form's CSRF token first."""
+    """Drive the real pages, as flaskr's tests do, fetching each form's CSRF token first.
+
+    Where the login is not the test's subject (fast), a register or login with the default
+    password makes the user and the session directly and answers as the form would: 303 to
+    the index (or next).
+    """
+
+    # Set for each test by the autouse fixture below, from the test's module.
+    fast = False
 
     def __init__(self, client: Client) -> None:
         self.client = client
+
+    def _setup_answer(self, next: str | None = None) -> Response:
+        return Response("", 303, {"Location": next or "/index/"})
 
     async def token(self, path: str) -> str:
         response = await self.client.get(path)
@@ -138,6 +168,10 @@ class AuthActions:
         confirm: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
+        if self.fast and password == PASSWORD and confirm is None and headers is None:
+            user = await make_user(self.client.app, username, password)
+            await log_in(self.client, user)
+            return self._setup_answer()
         form = {
             "username": username,
             "password": password,
@@ -153,6 +187,13 @@ class AuthActions:
         remember: bool = False,
         next: str | None = None,
     ) -> Response:
+        if self.fast and password == PASSWORD:
+            async with self.client.app.app_context():
+                user = await User.get_or_none(username_key=username_key(username))
+            known = await known_hash(self.client.app, password)
+            if user is not None and user.is_active and user.password_hash == known:
+                await log_in(self.client, user, remember=remember)
+                return self._setup_answer(next)
         form = {
             "username": username,
             "password": password,
@@ -166,6 +207,11 @@ class AuthActions:
     async def logout(self) -> Response:
         token = await self.token("/logout/")
         return await self.client.post("/logout/", form={"csrf_token": token})
+
+
+@pytest.fixture(autouse=True)
+def _setup_logins(request: pytest.FixtureRequest) -> None:
+    AuthActions.fast = request.module.__name__ not in REAL_FORMS
 
 
 @pytest.fixture

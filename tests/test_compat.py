@@ -62,3 +62,17 @@ def test_a_plain_blueprint_still_brings_flasks_processor() -> None:
 
 def test_outside_hypercorn_no_master_is_killed() -> None:
     assert compat.kill_hypercorn_master() is False
+
+
+async def test_quart_test_client_requests_come_from_the_local_placeholder(app: Quart) -> None:
+    seen: list[str | None] = []
+
+    @app.get("/compat-address")
+    async def address() -> str:
+        from quart import request
+
+        seen.append(request.remote_addr)
+        return ""
+
+    await app.test_client().get("/compat-address")
+    assert seen == [compat.QUART_TEST_CLIENT_ADDRESS]
