@@ -100,7 +100,6 @@ class PasskeyList(BaseModel):
 
 
 @bp.post("/login/two-factor")
-@security_scheme([SESSION, TOKEN])
 @validate_request(CodeIn)
 @validate_response(UserOut, 200)
 @errors(400, 401, 413, 415, 422, 429)
@@ -112,7 +111,6 @@ async def login_second_step(data: CodeIn) -> UserOut:
 
 
 @bp.post("/login/two-factor/passkey/options")
-@security_scheme([SESSION, TOKEN])
 @validate_response(OptionsOut, 200)
 @errors(401, 415)
 async def login_second_step_passkey_options() -> OptionsOut:
@@ -122,7 +120,6 @@ async def login_second_step_passkey_options() -> OptionsOut:
 
 
 @bp.post("/login/two-factor/passkey")
-@security_scheme([SESSION, TOKEN])
 @validate_request(CredentialIn)
 @validate_response(UserOut, 200)
 @errors(400, 401, 413, 415, 422, 429)
@@ -142,7 +139,6 @@ async def login_second_step_passkey(data: CredentialIn) -> UserOut:
 
 
 @bp.post("/login/passkey/options")
-@security_scheme([SESSION, TOKEN])
 @validate_response(OptionsOut, 200)
 @errors(415)
 async def login_passkey_options() -> OptionsOut:
@@ -151,7 +147,6 @@ async def login_passkey_options() -> OptionsOut:
 
 
 @bp.post("/login/passkey")
-@security_scheme([SESSION, TOKEN])
 @validate_request(PasskeyLoginIn)
 @validate_response(UserOut, 200)
 @errors(400, 401, 413, 415, 422, 429)

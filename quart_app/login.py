@@ -220,7 +220,7 @@ class LoginManager:
             key,
             current_client(),
             protection=current_app.config.get("SESSION_PROTECTION", self.session_protection),
-            logged_in_here=lambda: quart_session.get(FRESH_MARK) == _mark(key),
+            logged_in_here=lambda: quart_session.get(FRESH_MARK) == fresh_mark(key),
         )
         if resolved.session is None:
             g._login_expired = resolved.ended == "expired"
@@ -308,7 +308,7 @@ def current_client() -> sessions.Client:
     return sessions.Client(client_address(), _connection().headers.get("User-Agent", ""))
 
 
-def _mark(key: str) -> str:
+def fresh_mark(key: str) -> str:
     """What the browser-session cookie holds to show that this browser session logged in."""
     return hashlib.sha256(f"fresh|{key}".encode()).hexdigest()[:32]
 
@@ -346,7 +346,7 @@ async def login_user(
         g._login_cookie_duration = int(duration.total_seconds())
     manager.auth.login_user(AuthUser(key, action))
     if fresh:
-        quart_session[FRESH_MARK] = _mark(key)
+        quart_session[FRESH_MARK] = fresh_mark(key)
     g._login_user = user
     g._login_session = session
     return True
@@ -374,7 +374,7 @@ async def confirm_login() -> None:
         await sessions.set_fresh(session, True)
         key = _manager().auth.load_user().auth_id
         if key is not None:
-            quart_session[FRESH_MARK] = _mark(key)
+            quart_session[FRESH_MARK] = fresh_mark(key)
 
 
 def login_fresh() -> bool:

@@ -28,7 +28,7 @@ from quart.typing import TestClientProtocol, TestWebsocketConnectionProtocol
 from . import compat, devices, sessions
 from .accounts import username_key
 from .config import DEFAULTS
-from .login import FRESH_MARK, _mark
+from .login import FRESH_MARK, fresh_mark
 from .models import AuthSession, User
 from .passwords import normalize
 
@@ -121,7 +121,7 @@ async def log_in(
     # A fresh login marks this browser session as the one that logged in (login_user's mark).
     async with QuartClient.session_transaction(cast(QuartClient, client)) as browser_session:
         if fresh:
-            browser_session[FRESH_MARK] = _mark(key)
+            browser_session[FRESH_MARK] = fresh_mark(key)
         else:
             browser_session.pop(FRESH_MARK, None)
     return key

@@ -56,9 +56,6 @@ CHECKS = [
     negative_data_rejection,
     ignored_auth,  # a secured operation answers 401 without the token, and with a wrong one
 ]
-# Routes before a login (a passkey's challenge) answer anonymous visitors by design; the
-# document lists the API's schemes on them as on every route but register and login.
-PUBLIC = {"POST /api/login/passkey/options"}
 CREDENTIALS = {"username": "fuzzer", "password": PASSWORD}
 FuzzCase = Case[Any]
 
@@ -159,7 +156,6 @@ def test_api_keeps_its_documented_contract(
         database=None,  # no .hypothesis/ folder in the work tree
     )
     def conforms(case: FuzzCase) -> None:
-        checks = [c for c in CHECKS if c is not ignored_auth] if label in PUBLIC else CHECKS
-        case.call_and_validate(checks=checks)
+        case.call_and_validate(checks=CHECKS)
 
     conforms()
