@@ -137,6 +137,10 @@ REAL_FORMS = {
     "tests.test_flow",
     "tests.test_accounts",
     "tests.test_i18n",
+    "tests.test_two_factor",
+    "tests.test_passkeys",
+    "tests.test_pending_routes",
+    "tests.test_usernames",
 }
 
 
