@@ -79,6 +79,12 @@ def migrate_quart_app(app_dir: Path, env: Mapping[str, str], log: Path) -> None:
         )
 
 
+# The columns every version of quart_app's `users` has, and those of some versions only
+# (with the value a new user gets), so that --app-rev can seed an older schema too.
+USER_COLUMNS = ["username", "username_key", "password_hash", "is_active", "created_at"]
+OPTIONAL_COLUMNS: dict[str, object] = {"credential_generation": 0}
+
+
 def _quart_app_rows(count: int, password_hash: str) -> Iterator[tuple[str, str, str, bool]]:
     for number in range(count):
         name = username(number)
@@ -91,10 +97,16 @@ def seed_quart_app_sqlite(path: Path, count: int, hasher: PasswordHasher) -> Non
     # Tortoise's own text form of an aware datetime, as the app writes created_at.
     created_at = str(datetime.now(UTC))
     with sqlite3.connect(path) as db:
+        present = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+        extra = [column for column in OPTIONAL_COLUMNS if column in present]
+        columns = [*USER_COLUMNS, *extra]
+        marks = ", ".join("?" for _ in columns)
         db.executemany(
-            "INSERT INTO users (username, username_key, password_hash, is_active, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            ((*row, created_at) for row in _quart_app_rows(count, password_hash)),
+            f"INSERT INTO users ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+            (
+                (*row, created_at, *(OPTIONAL_COLUMNS[c] for c in extra))
+                for row in _quart_app_rows(count, password_hash)
+            ),
         )
     db.close()
 
@@ -105,10 +117,20 @@ async def seed_quart_app_postgres(url: str, count: int, hasher: PasswordHasher) 
     created_at = datetime.now(UTC)
     connection = await asyncpg.connect(_dsn(url))
     try:
+        present = {
+            record["column_name"]
+            for record in await connection.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'"
+            )
+        }
+        extra = [column for column in OPTIONAL_COLUMNS if column in present]
         await connection.copy_records_to_table(
             "users",
-            records=[(*row, created_at) for row in _quart_app_rows(count, password_hash)],
-            columns=["username", "username_key", "password_hash", "is_active", "created_at"],
+            records=[
+                (*row, created_at, *(OPTIONAL_COLUMNS[c] for c in extra))
+                for row in _quart_app_rows(count, password_hash)
+            ],
+            columns=[*USER_COLUMNS, *extra],
         )
     finally:
         await connection.close()
@@ -145,20 +167,27 @@ def _dsn(url: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
 
 
+def bench_database(server_url: str) -> str:
+    """The benchmark's own database: the one server_url names, unless that is `postgres`."""
+    name = urlsplit(server_url).path.strip("/")
+    return name if name and name != "postgres" else BENCH_DATABASE
+
+
 def bench_database_url(server_url: str) -> str:
     """The URL of the benchmark's own database on the server that server_url names."""
     parts = urlsplit(server_url)
-    return urlunsplit(("postgres", parts.netloc, f"/{BENCH_DATABASE}", "", ""))
+    return urlunsplit(("postgres", parts.netloc, f"/{bench_database(server_url)}", "", ""))
 
 
 async def recreate_database(server_url: str, *, drop_only: bool = False) -> None:
     """Drop the benchmark database on that server, then (unless drop_only) create it empty."""
     parts = urlsplit(server_url)
     admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    name = bench_database(server_url)
     connection = await asyncpg.connect(admin)
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not drop_only:
-            await connection.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+            await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()

@@ -60,7 +60,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--postgres",
         default=os.environ.get("QUART_DATABASE_URL"),
         help="a PostgreSQL server URL (default: QUART_DATABASE_URL when it names one); the "
-        f"benchmark creates, uses and drops its own database, {dbs.BENCH_DATABASE}, there",
+        f"benchmark creates, uses and drops its own database there: the one the URL names, or "
+        f"{dbs.BENCH_DATABASE} for a URL naming postgres",
     )
     add("--targets", default=",".join(TARGETS), help=f"some of {','.join(TARGETS)} (all)")
     add(
