@@ -62,3 +62,26 @@ def test_a_plain_blueprint_still_brings_flasks_processor() -> None:
 
 def test_outside_hypercorn_no_master_is_killed() -> None:
     assert compat.kill_hypercorn_master() is False
+
+
+async def test_asyncpg_connection_socket_is_reachable() -> None:
+    """The LISTEN connection's socket, for the session cache's peek (events.all_heard)."""
+    import socket
+
+    import asyncpg
+    import pytest
+
+    from .conftest import POSTGRES_URL, USE_POSTGRES
+
+    if not USE_POSTGRES or POSTGRES_URL is None:
+        pytest.skip("runs in the PostgreSQL pass")
+    connection = await asyncpg.connect(POSTGRES_URL.replace("postgres://", "postgresql://", 1))
+    sock = compat.asyncpg_socket(connection)
+    try:
+        assert sock.getpeername() == connection._transport.get_extra_info("peername")
+        with pytest.raises(BlockingIOError):
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # idle: nothing unread
+        assert await connection.fetchval("SELECT 1") == 1  # peeking took nothing from it
+    finally:
+        sock.close()
+        await connection.close()
