@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,6 +158,61 @@ def seed_flask_original(path: Path, count: int) -> None:
         db.executemany(
             "INSERT INTO users (username, password_hash) VALUES (?, ?)",
             ((username(number), password_hash) for number in range(count)),
+        )
+    db.close()
+
+
+PEER_DOMAIN = "example.com"  # FastAPI-Users logs in by email: the username @ this
+
+
+def peer_password_hash(python: Path) -> str:
+    """The seed password hashed by FastAPI-Users' own PasswordHelper, in its virtualenv."""
+    code = (
+        "from fastapi_users.password import PasswordHelper; "
+        f"print(PasswordHelper().hash({SEED_PASSWORD!r}))"
+    )
+    done = subprocess.run(  # noqa: S603  (fixed argv, no shell)
+        [str(python), "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def argon2_of_hash(encoded: str) -> PasswordHasher:
+    """An argon2id hasher with the parameters an encoded hash was made with."""
+    params = dict(item.split("=") for item in encoded.split("$")[3].split(","))
+    return PasswordHasher(
+        time_cost=int(params["t"]),
+        memory_cost=int(params["m"]),
+        parallelism=int(params["p"]),
+        type=Type.ID,
+    )
+
+
+def init_peer(python: Path, env: Mapping[str, str], log: Path) -> None:
+    """Let FastAPI-Users' SQLAlchemy models create their tables."""
+    code = "import asyncio; from fastapi_users_peer.app import create_tables as c; asyncio.run(c())"
+    with log.open("ab") as output:
+        subprocess.run(  # noqa: S603  (fixed argv, no shell)
+            [str(python), "-c", code],
+            cwd=BENCH,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=MIGRATE_TIMEOUT,
+        )
+
+
+def seed_peer(path: Path, count: int, password_hash: str) -> None:
+    """Insert count users into FastAPI-Users' `user` table (its UUIDs are text on SQLite)."""
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO user (id, email, hashed_password, is_active, is_superuser, is_verified)"
+            " VALUES (?, ?, ?, 1, 0, 0)",
+            (
+                (str(uuid.uuid4()), f"{username(number)}@{PEER_DOMAIN}", password_hash)
+                for number in range(count)
+            ),
         )
     db.close()
 

@@ -226,6 +226,25 @@ def checks(run: Run) -> list[Check]:
         _paired(base, flask, lambda r: r.rate),
         "(information)",
     )
+    peer = ok("fastapi")
+    for key, db_name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        add(
+            f"logged-in GET, quart_app {db_name} / FastAPI-Users",
+            _paired(ok(key), peer, lambda r: r.rate),
+            "(information)",
+        )
+    add(
+        "server CPU per logged-in GET, FastAPI-Users / quart_app SQLite",
+        ratio(
+            peer.cpu_ms("logged-in") if peer else None, base.cpu_ms("logged-in") if base else None
+        ),
+        "(information: above 1, quart_app costs less)",
+    )
+    add(
+        "logins/s, FastAPI-Users / its argon2 limit",
+        ratio(rate(peer, "logins"), run.peer.rate),
+        "(information)",
+    )
     add(
         "logged-in GET, Flask original / bare Quart",
         _paired(flask, bare, lambda r: r.rate),

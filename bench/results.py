@@ -15,6 +15,7 @@ TARGETS = {
     "sqlite_many": "quart_app SQLite, many users",
     "postgres": "quart_app PostgreSQL",
     "flask": "Flask original",
+    "fastapi": "FastAPI-Users",
 }
 
 
@@ -111,10 +112,13 @@ class Run:
     results: dict[str, TargetResult] = field(default_factory=dict)
     argon2: Limit = field(default_factory=Limit)
     werkzeug: Limit = field(default_factory=Limit)
+    peer: Limit = field(default_factory=Limit)  # FastAPI-Users' argon2id (pwdlib's defaults)
     cpu: CpuWindow = field(default_factory=CpuWindow)
     load_after: float = 0.0
     elapsed: float = 0.0  # seconds, the whole command
 
     def hash_limit(self, key: str) -> float:
         """The verify limit that bounds a target's logins: its own hash on 2 threads."""
+        if key == "fastapi":
+            return self.peer.rate
         return self.werkzeug.rate if key == "flask" else self.argon2.rate

@@ -137,12 +137,15 @@ def measure(s: Settings, lives: list[Live], run: Run) -> None:
 
     def limits(_: int) -> None:
         share = s.share(s.limit_duration)
-        if any(live.key != "flask" for live in running(accounts)):
+        if any(live.key not in ("flask", "fastapi") for live in running(accounts)):
             hasher = dbs.app_hasher(s.argon2)
             argon2_hash = hasher.hash(dbs.SEED_PASSWORD)
             run.argon2.add(
                 verify_limit(lambda: hasher.verify(argon2_hash, dbs.SEED_PASSWORD), share)
             )
+        if s.peer_hash and any(live.key == "fastapi" for live in running(accounts)):
+            peer = dbs.argon2_of_hash(s.peer_hash)
+            run.peer.add(verify_limit(lambda: peer.verify(s.peer_hash, dbs.SEED_PASSWORD), share))
         if any(live.key == "flask" for live in running(accounts)):
             werkzeug_hash = generate_password_hash(dbs.SEED_PASSWORD)
             run.werkzeug.add(
