@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .load import FlowResult, HttpResult
+from .load import FlowResult, HttpResult, median_of_rounds
 from .results import TARGETS, Run, TargetResult
 
 
@@ -87,6 +87,29 @@ ROWS: list[tuple[str, Cell]] = [
 ]
 
 
+def _page_rows(run: Run) -> list[tuple[str, Cell]]:
+    """A rate and a CPU row for each optional page that some target was asked for."""
+    paths = sorted({path for t in run.results.values() for path in t.pages})
+
+    def rate(path: str) -> Cell:
+        def cell(_: Run, t: TargetResult) -> str | None:
+            if path not in t.pages:
+                return None
+            rounds = t.pages[path]
+            return "not present" if rounds is None else _http_rate(median_of_rounds(rounds))
+
+        return cell
+
+    def cpu(path: str) -> Cell:
+        return lambda _, t: _cpu(t, f"page {path}")
+
+    rows: list[tuple[str, Cell]] = []
+    for path in paths:
+        rows.append((f"anonymous GET {path}, req/s", rate(path)))
+        rows.append((f"server CPU per GET {path}, ms", cpu(path)))
+    return rows
+
+
 def table(run: Run) -> str:
     keys = [key for key in TARGETS if key in run.results]
     headings = [
@@ -96,7 +119,8 @@ def table(run: Run) -> str:
         for key in keys
     ]
     lines = ["| workload | " + " | ".join(headings) + " |", "|---" * (len(keys) + 1) + "|"]
-    for label, cell in ROWS:
+    rows = ROWS[:-2] + _page_rows(run) + ROWS[-2:]
+    for label, cell in rows:
         values = []
         for key in keys:
             result = run.results[key]

@@ -60,6 +60,8 @@ class TargetResult:
     users: int = 0
     logged_in_rounds: list[HttpResult] = field(default_factory=list)
     anonymous_rounds: list[HttpResult] = field(default_factory=list)
+    # Pages of features that may not be merged yet: path -> rounds, or None when absent.
+    pages: dict[str, list[HttpResult] | None] = field(default_factory=dict)
     logins: FlowResult | None = None
     registrations: FlowResult | None = None
     mixed: MixedResult | None = None
@@ -95,6 +97,7 @@ class TargetResult:
     @property
     def errors(self) -> int:
         total = sum(r.errors for r in self.logged_in_rounds + self.anonymous_rounds)
+        total += sum(r.errors for rounds in self.pages.values() for r in rounds or [])
         for flows in (self.logins, self.registrations):
             total += flows.errors if flows is not None else 0
         if self.mixed is not None:
