@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +80,12 @@ def migrate_quart_app(app_dir: Path, env: Mapping[str, str], log: Path) -> None:
         )
 
 
+# The columns every version of quart_app's `users` has, and those of some versions only
+# (with the value a new user gets), so that --app-rev can seed an older schema too.
+USER_COLUMNS = ["username", "username_key", "password_hash", "is_active", "created_at"]
+OPTIONAL_COLUMNS: dict[str, object] = {"credential_generation": 0}
+
+
 def _quart_app_rows(count: int, password_hash: str) -> Iterator[tuple[str, str, str, bool]]:
     for number in range(count):
         name = username(number)
@@ -91,10 +98,16 @@ def seed_quart_app_sqlite(path: Path, count: int, hasher: PasswordHasher) -> Non
     # Tortoise's own text form of an aware datetime, as the app writes created_at.
     created_at = str(datetime.now(UTC))
     with sqlite3.connect(path) as db:
+        present = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+        extra = [column for column in OPTIONAL_COLUMNS if column in present]
+        columns = [*USER_COLUMNS, *extra]
+        marks = ", ".join("?" for _ in columns)
         db.executemany(
-            "INSERT INTO users (username, username_key, password_hash, is_active, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            ((*row, created_at) for row in _quart_app_rows(count, password_hash)),
+            f"INSERT INTO users ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+            (
+                (*row, created_at, *(OPTIONAL_COLUMNS[c] for c in extra))
+                for row in _quart_app_rows(count, password_hash)
+            ),
         )
     db.close()
 
@@ -105,10 +118,20 @@ async def seed_quart_app_postgres(url: str, count: int, hasher: PasswordHasher) 
     created_at = datetime.now(UTC)
     connection = await asyncpg.connect(_dsn(url))
     try:
+        present = {
+            record["column_name"]
+            for record in await connection.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'"
+            )
+        }
+        extra = [column for column in OPTIONAL_COLUMNS if column in present]
         await connection.copy_records_to_table(
             "users",
-            records=[(*row, created_at) for row in _quart_app_rows(count, password_hash)],
-            columns=["username", "username_key", "password_hash", "is_active", "created_at"],
+            records=[
+                (*row, created_at, *(OPTIONAL_COLUMNS[c] for c in extra))
+                for row in _quart_app_rows(count, password_hash)
+            ],
+            columns=[*USER_COLUMNS, *extra],
         )
     finally:
         await connection.close()
@@ -139,26 +162,88 @@ def seed_flask_original(path: Path, count: int) -> None:
     db.close()
 
 
+PEER_DOMAIN = "example.com"  # FastAPI-Users logs in by email: the username @ this
+
+
+def peer_password_hash(python: Path) -> str:
+    """The seed password hashed by FastAPI-Users' own PasswordHelper, in its virtualenv."""
+    code = (
+        "from fastapi_users.password import PasswordHelper; "
+        f"print(PasswordHelper().hash({SEED_PASSWORD!r}))"
+    )
+    done = subprocess.run(  # noqa: S603  (fixed argv, no shell)
+        [str(python), "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def argon2_of_hash(encoded: str) -> PasswordHasher:
+    """An argon2id hasher with the parameters an encoded hash was made with."""
+    params = dict(item.split("=") for item in encoded.split("$")[3].split(","))
+    return PasswordHasher(
+        time_cost=int(params["t"]),
+        memory_cost=int(params["m"]),
+        parallelism=int(params["p"]),
+        type=Type.ID,
+    )
+
+
+def init_peer(python: Path, env: Mapping[str, str], log: Path) -> None:
+    """Let FastAPI-Users' SQLAlchemy models create their tables."""
+    code = "import asyncio; from fastapi_users_peer.app import create_tables as c; asyncio.run(c())"
+    with log.open("ab") as output:
+        subprocess.run(  # noqa: S603  (fixed argv, no shell)
+            [str(python), "-c", code],
+            cwd=BENCH,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=MIGRATE_TIMEOUT,
+        )
+
+
+def seed_peer(path: Path, count: int, password_hash: str) -> None:
+    """Insert count users into FastAPI-Users' `user` table (its UUIDs are text on SQLite)."""
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO user (id, email, hashed_password, is_active, is_superuser, is_verified)"
+            " VALUES (?, ?, ?, 1, 0, 0)",
+            (
+                (str(uuid.uuid4()), f"{username(number)}@{PEER_DOMAIN}", password_hash)
+                for number in range(count)
+            ),
+        )
+    db.close()
+
+
 def _dsn(url: str) -> str:
     """asyncpg's form of a Tortoise URL (postgres:// and its query options dropped)."""
     parts = urlsplit(url)
     return urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
 
 
+def bench_database(server_url: str) -> str:
+    """The benchmark's own database: the one server_url names, unless that is `postgres`."""
+    name = urlsplit(server_url).path.strip("/")
+    return name if name and name != "postgres" else BENCH_DATABASE
+
+
 def bench_database_url(server_url: str) -> str:
     """The URL of the benchmark's own database on the server that server_url names."""
     parts = urlsplit(server_url)
-    return urlunsplit(("postgres", parts.netloc, f"/{BENCH_DATABASE}", "", ""))
+    return urlunsplit(("postgres", parts.netloc, f"/{bench_database(server_url)}", "", ""))
 
 
 async def recreate_database(server_url: str, *, drop_only: bool = False) -> None:
     """Drop the benchmark database on that server, then (unless drop_only) create it empty."""
     parts = urlsplit(server_url)
     admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    name = bench_database(server_url)
     connection = await asyncpg.connect(admin)
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not drop_only:
-            await connection.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+            await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()

@@ -15,6 +15,7 @@ TARGETS = {
     "sqlite_many": "quart_app SQLite, many users",
     "postgres": "quart_app PostgreSQL",
     "flask": "Flask original",
+    "fastapi": "FastAPI-Users",
 }
 
 
@@ -59,6 +60,8 @@ class TargetResult:
     users: int = 0
     logged_in_rounds: list[HttpResult] = field(default_factory=list)
     anonymous_rounds: list[HttpResult] = field(default_factory=list)
+    # Pages of features that may not be merged yet: path -> rounds, or None when absent.
+    pages: dict[str, list[HttpResult] | None] = field(default_factory=dict)
     logins: FlowResult | None = None
     registrations: FlowResult | None = None
     mixed: MixedResult | None = None
@@ -94,6 +97,7 @@ class TargetResult:
     @property
     def errors(self) -> int:
         total = sum(r.errors for r in self.logged_in_rounds + self.anonymous_rounds)
+        total += sum(r.errors for rounds in self.pages.values() for r in rounds or [])
         for flows in (self.logins, self.registrations):
             total += flows.errors if flows is not None else 0
         if self.mixed is not None:
@@ -111,10 +115,13 @@ class Run:
     results: dict[str, TargetResult] = field(default_factory=dict)
     argon2: Limit = field(default_factory=Limit)
     werkzeug: Limit = field(default_factory=Limit)
+    peer: Limit = field(default_factory=Limit)  # FastAPI-Users' argon2id (pwdlib's defaults)
     cpu: CpuWindow = field(default_factory=CpuWindow)
     load_after: float = 0.0
     elapsed: float = 0.0  # seconds, the whole command
 
     def hash_limit(self, key: str) -> float:
         """The verify limit that bounds a target's logins: its own hash on 2 threads."""
+        if key == "fastapi":
+            return self.peer.rate
         return self.werkzeug.rate if key == "flask" else self.argon2.rate

@@ -32,7 +32,7 @@ from . import profile
 from .machine import database_cpu, machine, machine_cpu, ours_cpu
 from .report import render
 from .results import TARGETS, CpuWindow, Run
-from .servers import ROOT, ensure_flask_venv
+from .servers import ROOT, ensure_flask_venv, ensure_peer_venv
 from .targets import Settings, progress, start_all
 from .workloads import measure
 
@@ -60,7 +60,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--postgres",
         default=os.environ.get("QUART_DATABASE_URL"),
         help="a PostgreSQL server URL (default: QUART_DATABASE_URL when it names one); the "
-        f"benchmark creates, uses and drops its own database, {dbs.BENCH_DATABASE}, there",
+        f"benchmark creates, uses and drops its own database there: the one the URL names, or "
+        f"{dbs.BENCH_DATABASE} for a URL naming postgres",
     )
     add("--targets", default=",".join(TARGETS), help=f"some of {','.join(TARGETS)} (all)")
     add(
@@ -131,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join([shown, "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
     try:
         flask_python = ensure_flask_venv(work / "flask-venv.log") if "flask" in s.targets else None
+        if "fastapi" in s.targets:
+            s.peer_python = ensure_peer_venv(work / "fastapi-venv.log")
+            s.peer_hash = dbs.peer_password_hash(s.peer_python)
         if args.app_rev:
             s.app_dir, s.app_label = archive(args.app_rev, work / "app")
         elif args.app_dir:
@@ -148,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"quart_app argon2id m={hasher.memory_cost} KiB, t={hasher.time_cost}, "
                 f"p={hasher.parallelism} (quart_app.config.DEFAULTS); Flask original werkzeug "
                 f"{werkzeug_method}"
+                + (
+                    f"; FastAPI-Users argon2id {s.peer_hash.split('$')[3]} (pwdlib's defaults)"
+                    if s.peer_hash
+                    else ""
+                )
             ),
             load_before=os.getloadavg()[0],
         )

@@ -25,6 +25,8 @@ BENCH = ROOT / "bench"
 VENV_BIN = Path(sys.executable).parent
 FLASK_VENV = BENCH / ".venv-flask"
 FLASK_REQUIREMENTS = BENCH / "flask_original" / "requirements.txt"
+PEER_VENV = BENCH / ".venv-fastapi"
+PEER_REQUIREMENTS = BENCH / "fastapi_users_peer" / "requirements.txt"
 WORKERS = 2
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 20.0
@@ -106,6 +108,12 @@ def gunicorn_argv(app: str, port: int) -> list[str]:
     bind = f"127.0.0.1:{port}"
     workers = str(WORKERS)
     return [gunicorn, "--workers", workers, "--bind", bind, "--no-control-socket", app]
+
+
+def uvicorn_argv(app: str, port: int) -> list[str]:
+    """FastAPI-Users as its documentation deploys it: uvicorn, 2 worker processes."""
+    uvicorn = str(PEER_VENV / "bin" / "uvicorn")
+    return [uvicorn, "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(port), app]
 
 
 def wait_ready(server: Server, probe_path: str, *, ready_line: str | None = None) -> None:
@@ -240,16 +248,26 @@ class MemorySampler:
 
 def ensure_flask_venv(log: Path) -> Path:
     """bench/.venv-flask with the Flask original's requirements; made once, then reused."""
-    python = FLASK_VENV / "bin" / "python"
-    stamp = FLASK_VENV / ".bench-requirements"
-    wanted = FLASK_REQUIREMENTS.read_text()
+    return ensure_venv(FLASK_VENV, FLASK_REQUIREMENTS, log)
+
+
+def ensure_peer_venv(log: Path) -> Path:
+    """bench/.venv-fastapi with FastAPI-Users' requirements; made once, then reused."""
+    return ensure_venv(PEER_VENV, PEER_REQUIREMENTS, log)
+
+
+def ensure_venv(venv: Path, requirements: Path, log: Path) -> Path:
+    """A virtualenv of its own for a peer target, remade when its requirements change."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".bench-requirements"
+    wanted = requirements.read_text()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
-    print(f"creating {FLASK_VENV.relative_to(ROOT)} (once) ...", file=sys.stderr, flush=True)
+    print(f"creating {venv.relative_to(ROOT)} (once) ...", file=sys.stderr, flush=True)
     with log.open("ab") as output:
         for argv in (
-            [sys.executable, "-m", "venv", "--clear", str(FLASK_VENV)],
-            [str(python), "-m", "pip", "install", "--quiet", "-r", str(FLASK_REQUIREMENTS)],
+            [sys.executable, "-m", "venv", "--clear", str(venv)],
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
         ):
             subprocess.run(  # noqa: S603  (fixed argv, no shell)
                 argv, check=True, stdout=output, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT

@@ -25,11 +25,13 @@ from .servers import (
     hypercorn_argv,
     start_server,
     stop_server,
+    uvicorn_argv,
     wait_ready,
 )
 
 SECRET_KEY = "quart_app-bench-fixed-secret-key-not-for-production"  # noqa: S105
 HYPERCORN_READY = "Running on http://"
+UVICORN_READY = "Application startup complete."
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Settings:
     app_dir: Path = ROOT  # the quart_app under test: the work tree, or a git archive of it
     app_label: str = "the work tree"
     argon2: dict[str, int] = field(default_factory=dict)  # quart_app's own parameters
+    peer_python: Path | None = None  # bench/.venv-fastapi's, when FastAPI-Users is measured
+    peer_hash: str = ""  # the seed password as FastAPI-Users' PasswordHelper hashes it
 
     def quart_env(self, overrides: dict[str, str]) -> dict[str, str]:
         """The environment of quart_app's processes: PYTHONPATH names an archived app."""
@@ -163,6 +167,23 @@ def prepare_flask(result: TargetResult, s: Settings, python: Path) -> Live:
     return Live(result, server, "/login/", None)
 
 
+def prepare_peer(result: TargetResult, s: Settings) -> Live:
+    if s.peer_python is None:
+        raise RuntimeError("no virtualenv for FastAPI-Users")
+    folder = Path(tempfile.mkdtemp(prefix="fastapi-", dir=s.work))
+    database = folder / "peer.sqlite3"
+    env = clean_env(
+        {"PEER_SECRET_KEY": SECRET_KEY, "PEER_DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
+    )
+    log = folder / "server.log"
+    dbs.init_peer(s.peer_python, env, log)
+    dbs.seed_peer(database, result.users, s.peer_hash)
+    port = free_port()
+    argv = uvicorn_argv("fastapi_users_peer.app:app", port)
+    server = start_server("fastapi", argv, cwd=BENCH, env=env, port=port, log=log)
+    return Live(result, server, "/login/", UVICORN_READY)
+
+
 def start_all(s: Settings, stack: ExitStack, flask_python: Path | None, run: Run) -> list[Live]:
     """Start every target; one that cannot start is marked failed in run and left out."""
     lives: list[Live] = []
@@ -177,6 +198,8 @@ def start_all(s: Settings, stack: ExitStack, flask_python: Path | None, run: Run
                 if flask_python is None:
                     raise RuntimeError("no virtualenv for the Flask original")
                 live = prepare_flask(result, s, flask_python)
+            elif key == "fastapi":
+                live = prepare_peer(result, s)
             else:
                 live = prepare_quart_app(result, s, s.postgres if key == "postgres" else None)
         except Exception as error:

@@ -19,6 +19,9 @@ from .servers import tree_cpu
 from .targets import Live, Settings, fail, progress, running
 
 REGISTER_PASSWORD = "bench-register-password-9"  # noqa: S105
+# Anonymous GETs of pages that other features bring (mail recovery, two-factor login's
+# second step): measured where the route exists, reported "not present" where it answers 404.
+OPTIONAL_PAGES = ("/forgot-password/", "/login/two-factor/")
 T = TypeVar("T")
 
 
@@ -62,6 +65,12 @@ async def _check_cookie(base_url: str, cookie: str, name: str) -> None:
     async with Visitor(base_url) as browser:
         browser.extra_headers["Cookie"] = cookie
         await browser.index(name)
+
+
+async def _present(base_url: str, path: str) -> bool:
+    """Whether the page exists: anything but a 404 to an anonymous visitor."""
+    async with Visitor(base_url) as browser:
+        return (await browser.get(path)).status != 404
 
 
 def rotate(items: list[T], round_number: int) -> list[T]:
@@ -135,14 +144,37 @@ def measure(s: Settings, lives: list[Live], run: Run) -> None:
             fail(live.result, error)
     in_rounds(s, "anonymous GET /index/", full, anonymous)
 
+    def optional_page(path: str) -> Callable[[Live, int], None]:
+        def step(live: Live, _: int) -> None:
+            if live.result.pages.get(path, []) is None:
+                return
+            if not asyncio.run(_present(live.server.base_url, path)):
+                live.result.pages[path] = None
+                return
+            with spy(s, live, "page", wrk_seconds), server_cpu(live, f"page {path}") as count:
+                result = run_wrk(live.server.base_url + path, wrk_seconds)
+                count(result.requests)
+            rounds = live.result.pages.setdefault(path, [])
+            if rounds is not None:
+                rounds.append(result)
+
+        return step
+
+    quart_apps = [live for live in full if live.key in ("sqlite", "postgres")]
+    for path in OPTIONAL_PAGES:
+        in_rounds(s, f"anonymous GET {path}", quart_apps, optional_page(path))
+
     def limits(_: int) -> None:
         share = s.share(s.limit_duration)
-        if any(live.key != "flask" for live in running(accounts)):
+        if any(live.key not in ("flask", "fastapi") for live in running(accounts)):
             hasher = dbs.app_hasher(s.argon2)
             argon2_hash = hasher.hash(dbs.SEED_PASSWORD)
             run.argon2.add(
                 verify_limit(lambda: hasher.verify(argon2_hash, dbs.SEED_PASSWORD), share)
             )
+        if s.peer_hash and any(live.key == "fastapi" for live in running(accounts)):
+            peer = dbs.argon2_of_hash(s.peer_hash)
+            run.peer.add(verify_limit(lambda: peer.verify(s.peer_hash, dbs.SEED_PASSWORD), share))
         if any(live.key == "flask" for live in running(accounts)):
             werkzeug_hash = generate_password_hash(dbs.SEED_PASSWORD)
             run.werkzeug.add(

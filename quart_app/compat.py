@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,3 +89,14 @@ def kill_hypercorn_master() -> bool:
             os.kill(parent, signal.SIGKILL)
             return True
     return False
+
+
+def asyncpg_socket(connection: Any) -> socket.socket:
+    """A duplicate of the socket an asyncpg connection reads (its private `_transport`).
+
+    asyncpg offers no public way to the socket; the session cache peeks at the LISTEN
+    connection's to know that nothing PostgreSQL sent is still unread. The duplicate shares
+    the connection (peeking reads nothing) and stays valid after asyncpg closes its own.
+    """
+    raw = connection._transport.get_extra_info("socket")
+    return socket.socket(fileno=os.dup(raw.fileno()))

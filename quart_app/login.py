@@ -59,7 +59,8 @@ LOGIN_DEFAULTS: dict[str, Any] = {
     # last_seen is written at most this often, so most requests cost one read.
     "SESSION_TOUCH_INTERVAL": 60,
     # Sessions each worker keeps in memory (sessions/cache.py); 0 reads every request's.
-    # None: 4096 on SQLite; 0 on a database server, so that its outage is a 503 at once.
+    # None: 4096 on SQLite, and on PostgreSQL with LISTEN (copies served only while it has
+    # nothing unread, so that an outage is a 503 at once); 0 with Redis and a database server.
     "SESSION_CACHE_SIZE": None,
     # Live sessions per user; a new login past it ends the least recently used one.
     "SESSION_MAX_PER_USER": 100,

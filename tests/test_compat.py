@@ -76,3 +76,26 @@ async def test_quart_test_client_requests_come_from_the_local_placeholder(app: Q
 
     await app.test_client().get("/compat-address")
     assert seen == [compat.QUART_TEST_CLIENT_ADDRESS]
+
+
+async def test_asyncpg_connection_socket_is_reachable() -> None:
+    """The LISTEN connection's socket, for the session cache's peek (events.all_heard)."""
+    import socket
+
+    import asyncpg
+    import pytest
+
+    from .conftest import POSTGRES_URL, USE_POSTGRES
+
+    if not USE_POSTGRES or POSTGRES_URL is None:
+        pytest.skip("runs in the PostgreSQL pass")
+    connection = await asyncpg.connect(POSTGRES_URL.replace("postgres://", "postgresql://", 1))
+    sock = compat.asyncpg_socket(connection)
+    try:
+        assert sock.getpeername()[1] == int(POSTGRES_URL.rsplit(":", 1)[1].split("/")[0])
+        with pytest.raises(BlockingIOError):
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # idle: nothing unread
+        assert await connection.fetchval("SELECT 1") == 1  # peeking took nothing from it
+    finally:
+        sock.close()
+        await connection.close()

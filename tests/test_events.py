@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from quart import Quart
 
 from quart_app.config import DEFAULTS
-from quart_app.sessions.events import RECHECK, SLOTS, Event, SessionEvents
+from quart_app.sessions.events import PG_CHANNEL, RECHECK, SLOTS, Event, SessionEvents
 
 from .conftest import POSTGRES_URL, REDIS_URL, USE_POSTGRES, require
 
@@ -206,3 +208,60 @@ async def test_a_lost_listen_connection_is_noticed_and_recovered(
             break
         await asyncio.sleep(0.05)
     assert states[-2:] == [False, True]
+
+
+def _from_another_thread(url: str, sql: str, *args: str) -> None:
+    """Run sql on a connection of another thread while this thread's event loop is held,
+    then give the server a moment: whatever it sends the LISTEN connection stays unread."""
+
+    async def run() -> None:
+        connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+        try:
+            await connection.execute(sql, *args)
+        finally:
+            await connection.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    thread.start()
+    thread.join(timeout=30)
+    time.sleep(0.3)
+
+
+async def until_all_heard(events: SessionEvents) -> bool:
+    for _ in range(250):
+        if events.all_heard():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_unread_notify_or_end_of_the_listen_connection_is_seen(
+    tmp_path: Path, start: list[Worker], postgres_url: str
+) -> None:
+    """What the session cache asks before serving a copy: has PostgreSQL said anything unread?"""
+    worker = await started(start, bare_app(tmp_path, database=postgres_url))
+    events = worker.events
+    assert events.listens_to_database
+    assert events.all_heard()
+    payload = Event(3, (77,), reason="logout").to_json()
+    _from_another_thread(postgres_url, "SELECT pg_notify($1, $2)", PG_CHANNEL, payload)
+    assert not events.all_heard()  # the NOTIFY waits on the socket
+    assert await until_all_heard(events)  # read and delivered
+    _from_another_thread(
+        postgres_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+        " AND pid <> pg_backend_pid()",
+    )
+    assert not events.all_heard()  # the server's goodbye, unread: the database is asked
+    assert await until_all_heard(events)  # a new LISTEN connection
+
+
+def test_all_heard_without_listen() -> None:
+    """Only LISTEN on the database is peeked at; other carriers say it with `hearing`."""
+    app = Quart(__name__)
+    app.config.update(DEFAULTS)
+    app.config["DATABASE_URL"] = "sqlite://:memory:"
+    events = SessionEvents(app)
+    assert not events.listens_to_database
+    assert events.all_heard()

@@ -54,14 +54,23 @@ def remember(cache: SessionCache, found: tuple[AuthSession, User]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("database", "size"),
-    [("sqlite://:memory:", DEFAULT_SIZE), ("postgres://u@127.0.0.1:5432/db", 0)],
+    ("database", "redis", "size"),
+    [
+        ("sqlite://:memory:", None, DEFAULT_SIZE),
+        # Copies served only while LISTEN on that same database hears everything.
+        ("postgres://u@127.0.0.1:5432/db", None, DEFAULT_SIZE),
+        # Redis says nothing of the database being up: off unless asked for.
+        ("postgres://u@127.0.0.1:5432/db", "redis://127.0.0.1:6379/0", 0),
+    ],
 )
-def test_on_by_default_for_sqlite_only(database: str, size: int) -> None:
+def test_on_by_default_where_an_outage_still_fails_closed(
+    database: str, redis: str | None, size: int
+) -> None:
     """A database server can fail while the app runs: every request must then be a 503."""
     app = Quart(__name__)
     app.config.update(DEFAULTS)
     app.config["DATABASE_URL"] = database
+    app.config["REDIS_URL"] = redis
     SessionEvents(app)
     assert SessionCache(app).size == size
     app.config["SESSION_CACHE_SIZE"] = 10

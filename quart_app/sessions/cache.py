@@ -11,16 +11,25 @@ read:
   user of a session key on its first read of it, and keeps copies from the second.
 - with Redis, or PostgreSQL's LISTEN, workers on other machines drop their copies when the
   event of the end or change reaches them; while that carrier is down they keep no copies.
+  An event heard also bumps its user's counter here, so a copy read from the database
+  before the change was committed elsewhere, and stored after its event was heard, is
+  not used either.
 - a copy is also dropped once its session is due to have last_seen written again
   (SESSION_TOUCH_INTERVAL), so every worker still reads the row that often.
 
 A session ended by writing to the database directly (not through the app, its API or its
 commands) is noticed by the workers within SESSION_TOUCH_INTERVAL.
 
-By default the cache is on for SQLite only. A database server can go away while the app
-runs; every request must then fail closed with a 503, which a page served from memory
-would not. SESSION_CACHE_SIZE turns it on for PostgreSQL too, for those who prefer that
-logged-in pages keep working through a short outage.
+A database server can go away while the app runs; every request must then fail closed
+with a 503 at once, which a page served from memory would not. So on PostgreSQL without
+Redis, where the events come by LISTEN from that same database (NOTIFY is sent in the
+transaction of each end or change), a copy is served only while that connection is up and
+nothing the server sent on it is still unread (one non-blocking peek at its socket per
+request): a NOTIFY on its way, or the end of the connection that a stopping or crashing
+server sends, sends the request to the database, which then answers or fails with a 503.
+The cache is on by default for SQLite and for PostgreSQL with LISTEN; with Redis and a
+database server it is off unless SESSION_CACHE_SIZE is set (Redis says nothing of the
+database being up).
 """
 
 from __future__ import annotations
@@ -93,17 +102,20 @@ class SessionCache:
         # With other machines, copies are safe only while this worker hears their events.
         self.needs_events = False
         self.hearing_events = False
+        self._events: SessionEvents | None = None
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Quart) -> None:
         app.extensions["session_cache"] = self
         size = app.config["SESSION_CACHE_SIZE"]
+        events = cast("SessionEvents", app.extensions["session_events"])
         if size is None:
-            size = DEFAULT_SIZE if str(app.config["DATABASE_URL"]).startswith("sqlite") else 0
+            sqlite = str(app.config["DATABASE_URL"]).startswith("sqlite")
+            size = DEFAULT_SIZE if sqlite or events.listens_to_database else 0
         self.size = int(size)
         self.max_age = float(app.config["SESSION_TOUCH_INTERVAL"])
-        events = cast("SessionEvents", app.extensions["session_events"])
+        self._events = events
         self.needs_events = events.between_machines
         events.observe(self)
         app.after_serving(self.close)
@@ -113,6 +125,8 @@ class SessionCache:
         copy = self._copies.get(key_hash)
         if copy is None:
             return None
+        if self.needs_events and self._events is not None and not self._events.all_heard():
+            return None  # the database may be saying something: ask it
         # A copy exists only once the board is open (put needs a count).
         assert self._board is not None
         if (
@@ -163,8 +177,15 @@ class SessionCache:
             board.bump(Board.slot(user_id) for user_id in ids)
 
     def heard(self, event: Event) -> None:
-        """A session of this user ended or changed somewhere, maybe on another machine."""
+        """A session of this user ended or changed somewhere, maybe on another machine.
+
+        Its counter moves too: a copy being read meanwhile, from before the change, is
+        then stored under an older count and never used.
+        """
         self._drop_user(event.user_id)
+        board = self._board if self.size > 0 else None
+        if board is not None:
+            board.bump([Board.slot(event.user_id)])
 
     def hearing(self, subscribed: bool) -> None:
         """Whether events from other machines arrive; what was missed while down is unknown."""

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import secrets
+import socket
 import struct
 from collections import defaultdict
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from quart import Quart, current_app
 
+from .. import compat
 from .mapped import MappedFile
 
 if TYPE_CHECKING:
@@ -178,6 +180,8 @@ class SessionEvents:
         self._tasks: list[asyncio.Task[None]] = []
         self._ring: Ring | None = None
         self._ring_failed = False
+        # A duplicate of the LISTEN connection's socket, while it is up (see all_heard).
+        self._listen_socket: socket.socket | None = None
         self.channel = CHANNEL
         if app is not None:
             self.init_app(app)
@@ -201,6 +205,31 @@ class SessionEvents:
     def between_machines(self) -> bool:
         """Whether events also travel to other machines (Redis, or PostgreSQL)."""
         return self._redis is not None or self._postgres_dsn is not None
+
+    @property
+    def listens_to_database(self) -> bool:
+        """Whether events between machines come by LISTEN from the database itself."""
+        return self._redis is None and self._postgres_dsn is not None
+
+    def all_heard(self) -> bool:
+        """False while PostgreSQL may have said something this worker has not read yet.
+
+        With LISTEN on the database, a NOTIFY of an end or a change, and the end of the
+        connection when the server goes away, are bytes waiting on its socket before asyncpg
+        reads them: copies must not be served while any are. One non-blocking peek.
+        """
+        if not self.listens_to_database:
+            return True
+        sock = self._listen_socket
+        if sock is None:
+            return False
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True  # nothing unread
+        except OSError:
+            return False
+        return False  # unread bytes, or the end of the connection
 
     def observe(self, observer: Observer) -> None:
         self._observers.append(observer)
@@ -327,6 +356,7 @@ class SessionEvents:
                 lost = asyncio.Event()
                 connection.add_termination_listener(_setter(lost))
                 await connection.add_listener(PG_CHANNEL, self._on_notify)
+                self._listen_socket = compat.asyncpg_socket(connection)
                 self._hearing(True)
                 ready.set()
                 delay = 0.5
@@ -337,6 +367,7 @@ class SessionEvents:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 pass
             finally:
+                self._close_listen_socket()
                 if connection is not None:
                     with contextlib.suppress(Exception):
                         connection.terminate()
@@ -345,6 +376,11 @@ class SessionEvents:
             ready.set()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    def _close_listen_socket(self) -> None:
+        sock, self._listen_socket = self._listen_socket, None
+        if sock is not None:
+            sock.close()
 
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: object) -> None:
         self._heard_remote(str(payload))
