@@ -11,7 +11,20 @@ from typing import Any
 
 from quart import Quart, Request
 
-from . import account, api, cli, compat, db, errors, i18n, security, tokens, views
+from . import (
+    account,
+    api,
+    cli,
+    compat,
+    db,
+    errors,
+    i18n,
+    outbox,
+    recovery_pages,
+    security,
+    tokens,
+    views,
+)
 from .config import ConfigError, load_config
 from .i18n import _l
 from .login import LoginManager, user_read_with_session
@@ -72,6 +85,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
     errors.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(recovery_pages.bp)
+    outbox.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     _log_auth_events(app)

@@ -95,7 +95,8 @@ async def make_app(tmp_path: Any) -> AsyncIterator[AppFactory]:
         started.append(test_app)
         if USE_POSTGRES:
             await get_connection("default").execute_script(
-                "TRUNCATE users, sessions, api_tokens RESTART IDENTITY CASCADE"
+                "TRUNCATE users, sessions, api_tokens, recovery_tokens, outbox"
+                " RESTART IDENTITY CASCADE"
             )
         return app
 
