@@ -43,7 +43,8 @@ async def forgot_password() -> ResponseReturnValue:
         body = await render_template("forgot.html", form=form)
         return body, 429, {"Retry-After": str(error.seconds)}
     # The same page whether or not an account matched.
-    return await render_template("forgot.html", form=ForgotForm(), sent=recovery.RESET_SENT)
+    form.identifier.data = ""
+    return await render_template("forgot.html", form=form, sent=recovery.RESET_SENT)
 
 
 @bp.get("/reset-password/<token>")

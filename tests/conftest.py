@@ -137,9 +137,11 @@ class AuthActions:
         password: str = PASSWORD,
         confirm: str | None = None,
         headers: dict[str, str] | None = None,
+        email: str = "",
     ) -> Response:
         form = {
             "username": username,
+            "email": email,
             "password": password,
             "password_confirm": password if confirm is None else confirm,
             "csrf_token": await self.token("/register/"),
