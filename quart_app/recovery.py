@@ -19,10 +19,9 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 from werkzeug.exceptions import BadRequest, Conflict
 
-from . import accounts, outbox
+from . import accounts, outbox, sessions
 from .i18n import _l, current_language
 from .models import EMAIL_MAX, USERNAME_MAX, RecoveryToken, User
-from .sessions import hash_key
 from .throttle import Throttle, Throttled
 
 if TYPE_CHECKING:
@@ -90,7 +89,9 @@ async def change_email(user: User, raw: str, password: str, client: str) -> None
     await accounts.reauthenticate(user, password, client)
     old = user.email if user.email_verified else None
     user.locale = current_language()
-    async with in_transaction() as connection:
+    # Through the sessions' transaction: the copies of user kept with sessions are dropped.
+    async with sessions.ending(user.id) as change:
+        connection = change.connection
         await User.filter(id=user.id).using_db(connection).update(locale=user.locale)
         await add_address(user, address, connection)
         if old is not None and email_key(old) != user.email_key:
@@ -109,7 +110,9 @@ async def verify_email(token: str) -> User:
     # Deleting the row is the claim: of two clicks at once, one verifies.
     if not await RecoveryToken.filter(id=row.id).delete():
         raise InvalidToken()
-    await User.filter(id=user.id, email_key=row.email_key).update(email_verified=True)
+    async with sessions.ending(user.id) as change:
+        users = User.filter(id=user.id, email_key=row.email_key).using_db(change.connection)
+        await users.update(email_verified=True)
     user.email_verified = True
     accounts.log_event("email_verified", user_id=user.id)
     return user
@@ -142,7 +145,7 @@ async def request_reset(identifier: str, client: str) -> None:
 
 def digest(token: str) -> str:
     """What is stored of a token, and what a page keeps of it between requests."""
-    return hash_key(token)
+    return sessions.hash_key(token)
 
 
 async def check_reset_link(token: str) -> str:

@@ -45,7 +45,7 @@ DOCS_SCREENSHOTS = TESTS.parent / "docs" / "screenshots"
 FAILING_IMPACTS = {"serious", "critical"}
 WIDTHS: dict[str, ViewportSize] = {"phone": PHONE, "desktop": DESKTOP}
 # The pages the README shows, light, viewport only (docs/screenshots/ is committed).
-DOCUMENTED = {"login", "index"}
+DOCUMENTED = {"login", "index", "forgot-password"}
 USERNAMES = {"en": "Amelia.Pond", "zh": "张伟"}
 
 # Only violations cross the page boundary, trimmed to what a report needs.
@@ -156,6 +156,14 @@ async def test_every_page_has_no_serious_violations(
     await examine(page, findings, "register-errors")
     await page.goto(server.url + "/nope")
     await examine(page, findings, "not-found")
+    await page.goto(server.url + "/forgot-password/")
+    await examine(page, findings, "forgot-password")
+    await page.get_by_label(t("Username or email"), exact=True).fill("nobody")
+    await page.locator("main").get_by_role("button", name=t("Send the link")).click()
+    await expect(page.locator("main .notice")).to_be_visible()
+    await examine(page, findings, "forgot-password-sent")
+    await page.goto(server.url + "/reset-password/not-a-valid-token-at-all")
+    await examine(page, findings, "reset-link-invalid")
 
     await register(page, server, language, username)
     await examine(page, findings, "index-welcome")
@@ -166,6 +174,7 @@ async def test_every_page_has_no_serious_violations(
         ("account", "/account/"),
         ("password", "/account/password/"),
         ("confirm", "/account/confirm/"),
+        ("email", "/account/email/"),
     ]:
         await page.goto(server.url + path)
         await expect(page.get_by_role("heading", level=1)).to_be_visible()
