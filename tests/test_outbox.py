@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -113,3 +116,33 @@ def test_no_mail_lost_or_doubled_while_the_server_is_down(
     assert "Task was destroyed" not in server.output()
     assert server.stop() == 0
     assert "Task was destroyed" not in server.output()
+
+
+def test_mail_status_shows_what_waits_and_what_failed(tmp_path: Path) -> None:
+    database = tmp_path / "status.sqlite3"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("QUART_")},
+        "QUART_DATABASE_URL": f"sqlite://{database}",
+        "QUART_INSTANCE_PATH": str(tmp_path / "instance"),
+    }
+    quart = [str(Path(sys.executable).parent / "quart"), "--app", "quart_app"]
+    subprocess.run([*quart, "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    with closing(sqlite3.connect(database)) as connection:
+        connection.executemany(
+            "INSERT INTO outbox (recipient, template, subject, message, status, attempts, due_at,"
+            " last_error, created_at) VALUES (?, ?, 'S', '', ?, ?, 0, ?, '2026-01-01')",
+            [
+                ("a@example.com", "password_reset", "queued", 1, "ConnectionRefusedError"),
+                ("b@example.com", "verify_email", "failed", 16, "SMTPRecipientsRefused"),
+                ("c@example.com", "verify_email", "sent", 1, None),
+            ],
+        )
+        connection.commit()
+    result = subprocess.run(
+        [*quart, "mail", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "queued: 1, sending: 0, failed: 1, sent: 1" in result.stdout
+    assert "a@example.com" in result.stdout
+    assert "SMTPRecipientsRefused" in result.stdout
+    assert "c@example.com" not in result.stdout

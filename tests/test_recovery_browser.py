@@ -10,7 +10,6 @@ import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,10 +33,7 @@ NEW_PASSWORD = "second passphrase of mine"
 def mails(server: LiveServer) -> list[EmailMessage]:
     folder = server.instance_path / "outbox"
     files = sorted(folder.glob("*.eml"), key=lambda path: path.stat().st_mtime_ns)
-    return [
-        cast(EmailMessage, message_from_bytes(path.read_bytes(), policy=policy.default))
-        for path in files
-    ]
+    return [message_from_bytes(path.read_bytes(), policy=policy.default) for path in files]
 
 
 def wait_for_mail(server: LiveServer, subject: str, timeout: float = 30.0) -> EmailMessage:
