@@ -52,10 +52,10 @@ def clean_email(raw: str) -> str:
     """The address as it will be stored (its domain normalised), or InvalidField."""
     address = unicodedata.normalize("NFKC", raw).strip()
     try:
-        if len(address) > EMAIL_MAX:
-            raise EmailNotValidError("too long")
+        if len(address) > EMAIL_MAX or not _encodable(address) or "\x00" in address:
+            raise EmailNotValidError("too long, NUL or lone surrogates")
         return str(validate_email(address, check_deliverability=False).normalized)
-    except EmailNotValidError:
+    except (EmailNotValidError, UnicodeError):
         raise accounts.InvalidField("email", _("Enter a valid email address.")) from None
 
 

@@ -312,3 +312,17 @@ async def test_bad_input(mail_app: Quart) -> None:
     assert (await client.post("/forgot-password/", form={"identifier": "alice"})).status_code == 400
     assert await OutboxMail.all().count() == 0
     assert (await client.get("/verify-email/" + "B" * 43)).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "email", ["no-at-sign", "a@b", "x" * 250 + "@example.com", "\ud800@example.com", "a@@b.c"]
+)
+async def test_bad_addresses_are_refused_and_nothing_is_created(
+    mail_app: Quart, email: str
+) -> None:
+    response = await mail_app.test_client().post(
+        "/api/register", json={"username": "zed", "password": PASSWORD, "email": email}
+    )
+    assert response.status_code in (400, 422)
+    assert not await User.filter(username="zed").exists()
+    assert await OutboxMail.all().count() == 0
