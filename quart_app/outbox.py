@@ -234,6 +234,9 @@ class Sender:
                     await send_due(app)
                 except (BaseORMException, *DATABASE_ERRORS):
                     logger.warning("could not read the outbox", exc_info=True)
+                except Exception:
+                    # The sender outlives any one bad mail; the row is claimed again later.
+                    logger.exception("the mail sender failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=interval)
 
