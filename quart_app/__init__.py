@@ -14,12 +14,13 @@ from quart import Quart, Request
 from . import (
     account,
     api,
-    api_two_factor,  # noqa: F401  (its routes join api.bp on import)
     cli,
     compat,
     db,
     errors,
     i18n,
+    outbox,
+    recovery_pages,
     security,
     security_pages,
     tokens,
@@ -86,6 +87,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(views.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(security_pages.bp)
+    app.register_blueprint(recovery_pages.bp)
+    outbox.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     _log_auth_events(app)

@@ -16,10 +16,11 @@ from quart import current_app, has_app_context
 from quart_babel import gettext as _
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
+from tortoise.transactions import in_transaction
 from werkzeug.exceptions import BadRequest, Conflict, Unauthorized
 
 from . import sessions, tokens, usernames
-from .i18n import _l
+from .i18n import _l, current_language
 from .models import USERNAME_MAX, User
 from .passwords import PasswordHasher, normalize
 from .throttle import Throttle, Throttled, issue_device_cookie
@@ -118,35 +119,49 @@ def check_password(password: str, username: str) -> None:
         raise InvalidField("password", _("Password must not contain the username."))
 
 
-async def register(raw_username: str, password: str, client: str) -> User:
-    """Create an account, or raise InvalidField, UsernameTaken or Throttled."""
+async def register(raw_username: str, password: str, client: str, email: str | None = None) -> User:
+    """Create an account, or raise InvalidField, UsernameTaken, EmailTaken or Throttled.
+
+    With an email address, its verification link is mailed in the same transaction.
+    """
+    from . import recovery  # recovery builds on this module
+
     username = clean_name(raw_username).shown
     check_password(password, username)
+    address = recovery.clean_email(email) if email and email.strip() else None
     try:
         await _throttle().hit("REGISTRATIONS_PER_ADDRESS", client)
     except Throttled:
         log_event("register_throttled", ip=client)
         raise
-    user = await create_user(username, password)
+    user = await create_user(username, password, email=address)
     log_event("register", user_id=user.id, username=user.username, ip=client)
     return user
 
 
-async def create_user(username: str, password: str) -> User:
-    """Insert an account whose name and password already passed the rules."""
+async def create_user(username: str, password: str, email: str | None = None) -> User:
+    """Insert an account whose name, password and address already passed the rules."""
+    from . import recovery
+
     name = clean_name(username)
     password_hash = await _hasher().hash(password)
-    try:
-        # The unique indexes decide between two registrations of one name, or of two names
-        # that look alike.
-        return await User.create(
-            username=name.shown,
-            username_key=name.key,
-            username_skeleton=name.skeleton,
-            password_hash=password_hash,
-        )
-    except IntegrityError:
-        raise UsernameTaken() from None
+    async with in_transaction() as connection:
+        try:
+            # The unique indexes decide between two registrations of one name, or of two
+            # names that look alike.
+            user = await User.create(
+                username=name.shown,
+                username_key=name.key,
+                username_skeleton=name.skeleton,
+                password_hash=password_hash,
+                locale=current_language(),
+                using_db=connection,
+            )
+        except IntegrityError:
+            raise UsernameTaken() from None
+        if email is not None:
+            await recovery.add_address(user, email, connection)
+    return user
 
 
 async def authenticate(raw_username: str, password: str, client: str) -> User:
@@ -219,8 +234,7 @@ class _Attempt:
 async def _count_attempt(key: str, client: str, throttled_event: str) -> _Attempt:
     """Count an attempt against the address and the account (or device) before the check."""
     throttle = _throttle()
-    # A digest keeps the limiter's keys short whatever length of name is sent.
-    account = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()
+    account = _account_digest(key)
     # A client that logged in to this account before counts its failures alone; all the
     # others share the account's limit, which then cannot lock that client out.
     device = throttle_device_of(account)
@@ -301,6 +315,16 @@ async def _replace_credentials(
         await ending.all(reason, keep=keep_session, generation=cast(int, generation))
         await tokens.end_all(user, ending.connection)
     user.credential_generation = cast(int, generation)
+
+
+async def clear_login_throttle(user: User) -> None:
+    """Forget the account's failed logins (after a password reset)."""
+    await _throttle().clear("LOGIN_FAILURES_PER_ACCOUNT", _account_digest(user.username_key))
+
+
+def _account_digest(key: str) -> str:
+    # A digest keeps the limiter's keys short whatever length of name is sent.
+    return hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()
 
 
 def log_event(event: str, **fields: Any) -> None:

@@ -82,6 +82,10 @@ class Credentials(Input):
     password: Text = Field(max_length=4096)
 
 
+class RegisterIn(Credentials):
+    email: Text | None = Field(default=None, max_length=4096)
+
+
 class LoginIn(Credentials):
     remember: StrictBool = False
 
@@ -231,6 +235,10 @@ def init_app(app: Quart) -> None:
         scalar_ui_path=None,
         openapi_provider_class=ApiOnlyProvider,
     )
+    # Their routes join bp on import, which must come before bp is registered.
+    from . import api_recovery, api_two_factor
+
+    del api_recovery, api_two_factor
     app.register_blueprint(bp)
     app.register_blueprint(docs.bp)
 
@@ -269,13 +277,15 @@ async def invalid_body(error: RequestSchemaValidationError) -> ResponseReturnVal
 
 
 @bp.post("/register")
-@validate_request(Credentials)
+@validate_request(RegisterIn)
 @validate_response(UserOut, 201)
 @errors(400, 409, 413, 415, 422, 429)
-async def register(data: Credentials) -> tuple[UserOut, int]:
-    """Create an account and log in (the session cookie is set)."""
+async def register(data: RegisterIn) -> tuple[UserOut, int]:
+    """Create an account and log in (the session cookie is set); `email` is optional."""
     try:
-        user = await accounts.register(data.username, data.password, client=client_address())
+        user = await accounts.register(
+            data.username, data.password, client=client_address(), email=data.email
+        )
     except accounts.InvalidField as error:
         raise ValidationFailed(
             str(error.description), [FieldError(field=error.field, message=str(error.description))]

@@ -7,11 +7,14 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from quart import Quart
 
 from .login import LOGIN_DEFAULTS
 from .usernames import DEFAULT_RESTRICTION_LEVEL, RESTRICTION_LEVELS
+
+DEVELOPMENT_PUBLIC_URL = "http://localhost:8000"
 
 DEFAULTS: dict[str, Any] = {
     **LOGIN_DEFAULTS,
@@ -54,9 +57,30 @@ DEFAULTS: dict[str, Any] = {
     # are still read (and encrypted again under SECRET_KEY); Quart's session cookie and
     # Quart-Auth's login cookie signed with them are still accepted too.
     "SECRET_KEY_FALLBACKS": [],
-    # The site's origin as browsers see it: links in mails, the passkeys' relying party.
-    "PUBLIC_URL": "http://localhost:8000",
     "PENDING_COOKIE_NAME": "quart_app_pending",
+    # The site's origin as browsers see it: links in mails, the passkeys' relying party.
+    "PUBLIC_URL": DEVELOPMENT_PUBLIC_URL,
+    # smtp://[user:pass@]host:port (STARTTLS when offered) or smtps://...; None: in
+    # development and tests, mails are written to instance/outbox/ as .eml files.
+    "MAIL_URL": None,
+    "MAIL_FROM": "quart_app <noreply@localhost>",
+    "MAIL_TIMEOUT": 30,  # seconds for one SMTP conversation
+    # Each worker looks for due mails this often (seconds), and at once after queueing one;
+    # 0: no background sender (the `mail send` command, or tests, send).
+    "MAIL_POLL_INTERVAL": 1.0,
+    # A failed send is tried again after MAIL_RETRY_BASE * 2**(attempts - 1) seconds, at
+    # most MAIL_RETRY_MAX, and given up (kept as failed, with its error) after
+    # MAIL_MAX_ATTEMPTS: about 3 hours of a mail server being down by default.
+    "MAIL_RETRY_BASE": 10.0,
+    "MAIL_RETRY_MAX": 900.0,
+    "MAIL_MAX_ATTEMPTS": 16,
+    # A claimed mail not marked sent by then (its worker died) is claimed again.
+    "MAIL_LEASE": 120.0,
+    "PASSWORD_RESETS_PER_ADDRESS": "10/hour",
+    # Past it, the account's reset requests get the ordinary answer and no mail.
+    "PASSWORD_RESETS_PER_ACCOUNT": "3/hour",
+    "PASSWORD_RESET_LIFETIME": 3600,
+    "EMAIL_VERIFY_LIFETIME": 48 * 3600,
 }
 
 ENVIRONMENTS = ("development", "production", "testing")
@@ -99,6 +123,24 @@ def load_config(app: Quart, test_config: Mapping[str, Any] | None = None) -> Non
     if app.config["USERNAME_RESTRICTION_LEVEL"] not in RESTRICTION_LEVELS:
         raise ConfigError(
             f"USERNAME_RESTRICTION_LEVEL must be one of {', '.join(RESTRICTION_LEVELS)}"
+        )
+    _check_mail(app, production)
+
+
+def _check_mail(app: Quart, production: bool) -> None:
+    """Links in mails need the site's real origin: never guessed from a request's Host."""
+    public_url = str(app.config["PUBLIC_URL"] or "").rstrip("/")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"QUART_PUBLIC_URL must be an http(s) URL, not {public_url!r}")
+    app.config["PUBLIC_URL"] = public_url
+    mail_url = app.config["MAIL_URL"]
+    if mail_url and urlsplit(str(mail_url)).scheme not in ("smtp", "smtps"):
+        raise ConfigError("QUART_MAIL_URL must start with smtp:// or smtps://")
+    if production and mail_url and public_url == DEVELOPMENT_PUBLIC_URL:
+        raise ConfigError(
+            "QUART_PUBLIC_URL must be set (e.g. https://example.com) when QUART_ENV=production"
+            " and QUART_MAIL_URL is set: it is the origin of the links in mails"
         )
 
 

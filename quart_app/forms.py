@@ -9,12 +9,14 @@ from quart import current_app, request, session
 from quart_babel import gettext as _
 from wtforms import BooleanField, Form, PasswordField, StringField
 from wtforms.csrf.session import SessionCSRF
-from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
+from wtforms.fields import EmailField
+from wtforms.validators import EqualTo, InputRequired, Length, Optional, ValidationError
 
 from .i18n import _l
 
 REQUIRED = InputRequired(_l("This field is required."))
 MATCHES = EqualTo("password", _l("Passwords do not match."))
+CSRF_FAILED = _l("The form has expired or did not come from this site. Please try again.")
 # Characters no browser sends on its own: a NUL, or the mark of undecodable bytes.
 FORBIDDEN = ("\x00", "\ufffd")
 
@@ -57,6 +59,9 @@ class LoginForm(CSRFForm):
 
 class RegisterForm(CSRFForm):
     username = StringField(_l("Username"), [REQUIRED, _printable])
+    email = EmailField(
+        _l("Email (optional, to reset a forgotten password)"), [Optional(), _printable]
+    )
     password = PasswordField(_l("Password"), [REQUIRED, _printable])
     password_confirm = PasswordField(_l("Confirm password"), [REQUIRED, MATCHES])
 
@@ -107,3 +112,17 @@ def _csrf_meta() -> dict[str, Any]:
 def logout_csrf_token() -> str:
     """A token for the logout button every page header carries."""
     return str(LogoutForm(meta=_csrf_meta()).csrf_token.current_token)
+
+
+class ForgotForm(CSRFForm):
+    identifier = StringField(_l("Username or email"), [REQUIRED, _printable])
+
+
+class ResetForm(CSRFForm):
+    password = PasswordField(_l("New password"), [REQUIRED, _printable])
+    password_confirm = PasswordField(_l("Confirm new password"), [REQUIRED, MATCHES])
+
+
+class EmailForm(CSRFForm):
+    email = EmailField(_l("Email address (empty to remove it)"), [Optional(), _printable])
+    password = PasswordField(_l("Password"), [REQUIRED, _printable])

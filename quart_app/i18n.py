@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from babel.support import NullTranslations
 from quart import Quart, g, has_request_context, has_websocket_context, request, websocket
-from quart_babel import Babel, get_locale, lazy_gettext
+from quart_babel import Babel, force_locale, get_locale, lazy_gettext
 from quart_babel.domain import get_translations
 
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -42,6 +44,19 @@ def translations() -> NullTranslations:
     if found is None:
         found = g._translations = get_translations()
     return cast(NullTranslations, found)
+
+
+@contextmanager
+def in_language(code: str) -> Iterator[None]:
+    """Speak code for a while (a mail to a user in theirs), then the visitor's language again."""
+    saved = g.pop("_translations", None)
+    try:
+        with force_locale(code if code in LANGUAGES else DEFAULT):
+            yield
+    finally:
+        g.pop("_translations", None)
+        if saved is not None:
+            g._translations = saved
 
 
 def init_app(app: Quart) -> None:

@@ -8,6 +8,8 @@ from tortoise.models import Model
 from .mixins import UserMixin
 
 USERNAME_MAX = 32
+# RFC 5321's limit on a forward path, which bounds every address that can receive mail.
+EMAIL_MAX = 254
 
 
 class User(UserMixin, Model):
@@ -24,10 +26,18 @@ class User(UserMixin, Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     # Raised by every password change, reset and disable; a session or token made under an
     # older value is dead, however a login raced the change.
-    credential_generation = fields.IntField(default=0)
+    credential_generation = fields.IntField(default=0, db_default=0)
+    # Optional; email_key (the address casefolded) makes it unique regardless of case.
+    email = fields.CharField(max_length=EMAIL_MAX, null=True)
+    email_key = fields.CharField(max_length=EMAIL_MAX, null=True, unique=True)
+    email_verified = fields.BooleanField(default=False, db_default=False)
+    # The language the user's mails are written in: the one they registered or last
+    # set their address in.
+    locale = fields.CharField(max_length=8, default="en", db_default="en")
 
     sessions: fields.ReverseRelation[AuthSession]
     api_tokens: fields.ReverseRelation[ApiToken]
+    recovery_tokens: fields.ReverseRelation[RecoveryToken]
     # The token that authenticated this request, when a program sent one.
     api_token: ApiToken | None = None
 
@@ -56,8 +66,8 @@ class AuthSession(Model):
     ip = fields.CharField(max_length=45)
     user_agent = fields.CharField(max_length=512)
     # The browser and system read from user_agent once, at login, tab-separated.
-    device = fields.CharField(max_length=160, default="")
-    credential_generation = fields.IntField(default=0)
+    device = fields.CharField(max_length=160, default="", db_default="")
+    credential_generation = fields.IntField(default=0, db_default=0)
 
     class Meta:
         table = "sessions"
@@ -75,7 +85,7 @@ class ApiToken(Model):
     token_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_used_at = fields.DatetimeField(null=True)
-    credential_generation = fields.IntField(default=0)
+    credential_generation = fields.IntField(default=0, db_default=0)
 
     class Meta:
         table = "api_tokens"
@@ -167,3 +177,50 @@ class WebAuthnChallenge(Model):
 
     class Meta:
         table = "webauthn_challenges"
+
+
+class RecoveryToken(Model):
+    """A mailed link (password reset or address verification), stored as its SHA-256."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="recovery_tokens", on_delete=fields.CASCADE
+    )
+    user_id: int
+    purpose = fields.CharField(max_length=16)  # "reset" or "verify"
+    token_hash = fields.CharField(max_length=64, unique=True)
+    # verify: the address the link confirms; a change of address voids it.
+    email_key = fields.CharField(max_length=EMAIL_MAX, null=True)
+    # reset: the user's credential generation when sent; any password change voids it.
+    credential_generation = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "recovery_tokens"
+        indexes = (("user_id", "purpose"),)
+
+
+class OutboxMail(Model):
+    """A mail waiting to go out, written in the transaction of what caused it.
+
+    due_at and lease_until are Unix times, compared in the claim's SQL on every database.
+    """
+
+    id = fields.IntField(primary_key=True)
+    recipient = fields.CharField(max_length=EMAIL_MAX)
+    template = fields.CharField(max_length=64)
+    subject = fields.CharField(max_length=255)
+    # The whole RFC 5322 message; emptied once sent, since it may hold a link.
+    message = fields.TextField()
+    status = fields.CharField(max_length=16, default="queued")  # queued, sending, sent, failed
+    attempts = fields.IntField(default=0)
+    due_at = fields.FloatField()
+    lease_until = fields.FloatField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox"
+        indexes = (("status", "due_at"),)

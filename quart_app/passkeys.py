@@ -166,7 +166,7 @@ async def register(user: User, name: str, credential: Any, client: str) -> Passk
         sign_count=verified.sign_count,
     )
     accounts.log_event("passkey_added", user_id=user.id, passkey_id=passkey.id, ip=client)
-    notify(user, "passkey_added", name=name)
+    await notify(user, "passkey_added", name=name)
     return passkey
 
 
@@ -245,4 +245,4 @@ async def remove(user: User, passkey_id: int, password: str, client: str) -> Non
     if passkey is None or not await Passkey.filter(id=passkey.id).delete():
         raise NotFound(_("No such passkey."))
     accounts.log_event("passkey_removed", user_id=user.id, passkey_id=passkey_id, ip=client)
-    notify(user, "passkey_removed", name=passkey.name)
+    await notify(user, "passkey_removed", name=passkey.name)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 import pyotp
 import segno
@@ -29,13 +28,11 @@ from quart import current_app
 from tortoise.transactions import in_transaction
 from werkzeug.exceptions import Conflict, Unauthorized
 
-from . import accounts
+from . import accounts, outbox
 from .i18n import _l
 from .models import Passkey, PendingLogin, RecoveryCode, TotpSecret, User
 from .sessions import pending
 from .throttle import Throttle
-
-logger = logging.getLogger(__name__)
 
 ISSUER = "quart_app"
 RECOVERY_CODES = 10
@@ -88,12 +85,9 @@ class Status:
     passkeys: int
 
 
-def notify(user: User, event: str, **context: Any) -> None:
-    """Tell the user of a security event by mail, where the account has a verified address.
-
-    Mail is not part of this module: today the event is only logged here.
-    """
-    logger.info("notify user %s of %s", user.id, event)
+async def notify(user: User, event: str, name: str = "", left: int = 0) -> None:
+    """Tell the user of a sign-in event by mail, where the account has a verified address."""
+    await outbox.queue_to_user(user, "security_event", event=event, name=name, left=left)
 
 
 async def status(user: User) -> Status:
@@ -158,7 +152,7 @@ async def confirm(user: User, code: str, client: str) -> list[str]:
     await TotpSecret.filter(id=row.id).update(confirmed_at=datetime.now(UTC))
     codes = await _new_recovery_codes(user)
     accounts.log_event("two_factor_enabled", user_id=user.id, ip=client)
-    notify(user, "two_factor_enabled")
+    await notify(user, "two_factor_enabled")
     return codes
 
 
@@ -167,7 +161,7 @@ async def regenerate_codes(user: User, password: str, code: str, client: str) ->
     await _recheck(user, password, code, client)
     codes = await _new_recovery_codes(user)
     accounts.log_event("recovery_codes_regenerated", user_id=user.id, ip=client)
-    notify(user, "recovery_codes_regenerated")
+    await notify(user, "recovery_codes_regenerated")
     return codes
 
 
@@ -178,7 +172,7 @@ async def disable(user: User, password: str, code: str, client: str) -> None:
         await TotpSecret.filter(user_id=user.id).using_db(connection).delete()
         await RecoveryCode.filter(user_id=user.id).using_db(connection).delete()
     accounts.log_event("two_factor_disabled", user_id=user.id, ip=client)
-    notify(user, "two_factor_disabled")
+    await notify(user, "two_factor_disabled")
 
 
 async def _recheck(user: User, password: str, code: str, client: str) -> None:
@@ -204,7 +198,7 @@ async def check_code(user: User, code: str, client: str) -> str | None:
             return None
         left = await RecoveryCode.filter(user_id=user.id, used_at__isnull=True).count()
         accounts.log_event("recovery_code_used", user_id=user.id, ip=client, left=left)
-        notify(user, "recovery_code_used", left=left)
+        await notify(user, "recovery_code_used", left=left)
         return "recovery_code"
     row = await TotpSecret.get_or_none(user_id=user.id, confirmed_at__isnull=False)
     if row is None:

@@ -15,8 +15,8 @@ from quart import (
 )
 from quart_babel import gettext as _
 
-from . import accounts, two_factor
-from .forms import LoginForm, LogoutForm, RegisterForm, logout_csrf_token
+from . import accounts, recovery, two_factor
+from .forms import CSRF_FAILED, LoginForm, LogoutForm, RegisterForm, logout_csrf_token
 from .i18n import COOKIE as LANGUAGE_COOKIE
 from .i18n import LANGUAGES, _l
 from .login import client_address, current_user, login_required, login_user, logout_user
@@ -38,7 +38,6 @@ END_REASONS = {
     "password_reset": _l("Your password was reset. Please log in with the new one."),
     "session_limit": _l("You logged in on too many devices; this, the oldest session, ended."),
 }
-CSRF_FAILED = _l("The form has expired or did not come from this site. Please try again.")
 
 
 @bp.get("/")
@@ -78,12 +77,12 @@ async def register() -> ResponseReturnValue:
         return await _form_error("register.html", form, 400)
     try:
         user = await accounts.register(
-            form.username.data, form.password.data, client=client_address()
+            form.username.data, form.password.data, client=client_address(), email=form.email.data
         )
     except Throttled as error:
         form.form_errors.append(error.description)
         return await _form_error("register.html", form, 429, retry_after=error.seconds)
-    except (accounts.InvalidField, accounts.UsernameTaken) as error:
+    except (accounts.InvalidField, accounts.UsernameTaken, recovery.EmailTaken) as error:
         form[error.field].errors = [*form[error.field].errors, error.description]
         return await _form_error("register.html", form, 400)
     await login_user(user)

@@ -105,7 +105,8 @@ async def make_app(tmp_path: Any) -> AsyncIterator[AppFactory]:
         if USE_POSTGRES:
             await get_connection("default").execute_script(
                 "TRUNCATE users, sessions, api_tokens, totp_secrets, recovery_codes, passkeys,"
-                " pending_logins, webauthn_challenges RESTART IDENTITY CASCADE"
+                " pending_logins, webauthn_challenges, recovery_tokens, outbox"
+                " RESTART IDENTITY CASCADE"
             )
         return app
 
@@ -171,13 +172,15 @@ class AuthActions:
         password: str = PASSWORD,
         confirm: str | None = None,
         headers: dict[str, str] | None = None,
+        email: str = "",
     ) -> Response:
-        if self.fast and password == PASSWORD and confirm is None and headers is None:
+        if self.fast and password == PASSWORD and confirm is None and headers is None and not email:
             user = await make_user(self.client.app, username, password)
             await log_in(self.client, user)
             return self._setup_answer()
         form = {
             "username": username,
+            "email": email,
             "password": password,
             "password_confirm": password if confirm is None else confirm,
             "csrf_token": await self.token("/register/"),

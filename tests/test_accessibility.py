@@ -46,7 +46,7 @@ DOCS_SCREENSHOTS = TESTS.parent / "docs" / "screenshots"
 FAILING_IMPACTS = {"serious", "critical"}
 WIDTHS: dict[str, ViewportSize] = {"phone": PHONE, "desktop": DESKTOP}
 # The pages the README shows, light, viewport only (docs/screenshots/ is committed).
-DOCUMENTED = {"login", "index", "two-factor-enrol", "second-step", "passkeys"}
+DOCUMENTED = {"login", "index", "two-factor-enrol", "second-step", "passkeys", "forgot-password"}
 USERNAMES = {"en": "Amelia.Pond", "zh": "张伟"}
 
 # Only violations cross the page boundary, trimmed to what a report needs.
@@ -184,6 +184,14 @@ async def test_every_page_has_no_serious_violations(
     await examine(page, findings, "register-errors")
     await page.goto(server.url + "/nope")
     await examine(page, findings, "not-found")
+    await page.goto(server.url + "/forgot-password/")
+    await examine(page, findings, "forgot-password")
+    await page.get_by_label(t("Username or email"), exact=True).fill("nobody")
+    await page.locator("main").get_by_role("button", name=t("Send the link")).click()
+    await expect(page.locator("main .notice")).to_be_visible()
+    await examine(page, findings, "forgot-password-sent")
+    await page.goto(server.url + "/reset-password/not-a-valid-token-at-all")
+    await examine(page, findings, "reset-link-invalid")
 
     await register(page, server, language, username)
     await examine(page, findings, "index-welcome")
@@ -196,6 +204,7 @@ async def test_every_page_has_no_serious_violations(
         ("confirm", "/account/confirm/"),
         ("two-factor-off", "/account/two-factor/"),
         ("passkeys", "/account/passkeys/"),
+        ("email", "/account/email/"),
     ]:
         await page.goto(server.url + path)
         await expect(page.get_by_role("heading", level=1)).to_be_visible()

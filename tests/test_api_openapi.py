@@ -18,6 +18,8 @@ PUBLIC = {
     "/api/login/two-factor/passkey",
     "/api/login/passkey/options",
     "/api/login/passkey",
+    "/api/password-reset",
+    "/api/password-reset/confirm",
 }
 
 # /openapi.json -----------------------------------------------------------------------------

@@ -128,3 +128,36 @@ async def check_the_old_names_still_work(app: Quart) -> None:
             with pytest.raises(accounts.UsernameTaken):
                 await accounts.register(name, PASSWORD, "127.0.0.1")
         assert await User.all().count() == len(OLD_ROWS)
+
+
+async def test_a_database_of_the_first_schema_with_users_migrates_to_the_last(
+    database_url: str,
+) -> None:
+    """Columns added to tables that hold rows get their defaults in the database too."""
+    await migrate(database_url, "0002_api_tokens")
+    await Tortoise.init(config=db.tortoise_config(database_url), **compat.tortoise_init_options())
+    marks = ", ".join(f"${n}" if USE_POSTGRES else "?" for n in range(1, 6))
+    columns = "id, username, username_key, password_hash, created_at"
+    # Only placeholders are formatted into the statement.
+    insert = f"INSERT INTO users ({columns}, is_active) VALUES ({marks}, TRUE)"  # noqa: S608
+    old_hash = generate_password_hash(PASSWORD, method="scrypt")
+    try:
+        await get_connection("default").execute_query(
+            insert, [1, "mary", "mary", old_hash, datetime(2024, 1, 1, tzinfo=UTC)]
+        )
+    finally:
+        await Tortoise.close_connections()
+
+    await migrate(database_url, None)
+
+    app = create_app(base_config(DATABASE_URL=database_url))
+    async with app.test_app(), app.app_context():
+        (user,) = await User.all()
+        assert (user.credential_generation, user.email, user.email_verified, user.locale) == (
+            0,
+            None,
+            False,
+            "en",
+        )
+        assert user.username_skeleton == usernames.skeleton_digest("mary")
+        assert (await accounts.authenticate("mary", PASSWORD, "127.0.0.1")).id == 1

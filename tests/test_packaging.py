@@ -54,6 +54,8 @@ def test_the_installed_wheel_serves_the_pages(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "quart_app/templates/login.html" in names
     assert "quart_app/templates/base.html" in names
+    assert "quart_app/templates/mail/password_reset.txt" in names
+    assert "quart_app/templates/mail/password_reset.html" in names
 
     python = fresh_venv(tmp_path / "venv")
     subprocess.run(

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import os
 import re
-import statistics
 import sys
 import threading
 import time
@@ -310,8 +309,12 @@ LEGACY_METHODS = {"pbkdf2": "pbkdf2:sha256:300000", "scrypt": "scrypt:32768:8:1"
 TRIES = 5
 
 
-async def median_failure(app: Quart, username: str) -> float:
-    """The median time of TRIES wrong-password logins for username."""
+async def fastest_failure(app: Quart, username: str) -> float:
+    """The shortest of TRIES wrong-password logins for username.
+
+    The shortest, not the median: other work on the machine only ever adds time, and it
+    slows a hash more than a padding wait, so the shortest is what the code itself costs.
+    """
     times = []
     async with app.app_context():
         for _ in range(TRIES):
@@ -319,7 +322,7 @@ async def median_failure(app: Quart, username: str) -> float:
             with pytest.raises(accounts.InvalidCredentials):
                 await accounts.authenticate(username, PASSWORD + "!", client="127.0.0.1")
             times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return min(times)
 
 
 async def test_a_wrong_password_costs_alike_for_imported_native_and_unknown(app: Quart) -> None:
@@ -331,12 +334,12 @@ async def test_a_wrong_password_costs_alike_for_imported_native_and_unknown(app:
             username_key=name,
             password_hash=generate_password_hash(PASSWORD, method=method),
         )
-        await median_failure(app, name)  # the worker learns what the method costs
+        await fastest_failure(app, name)  # the worker learns what the method costs
 
-    medians = {name: await median_failure(app, name) for name in [*LEGACY_METHODS, "native"]}
-    medians["unknown"] = await median_failure(app, "nobody")
+    fastest = {name: await fastest_failure(app, name) for name in [*LEGACY_METHODS, "native"]}
+    fastest["unknown"] = await fastest_failure(app, "nobody")
 
-    assert max(medians.values()) / min(medians.values()) <= 1.25, medians
+    assert max(fastest.values()) / min(fastest.values()) <= 1.25, fastest
 
 
 async def test_a_legacy_verify_does_not_hold_the_hash_thread(app: Quart) -> None:

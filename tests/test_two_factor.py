@@ -14,10 +14,12 @@ from cryptography.fernet import InvalidToken
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from quart_app import accounts, two_factor
-from quart_app.models import PendingLogin, RecoveryCode, TotpSecret, User
+from quart_app import accounts, outbox, two_factor
+from quart_app.models import OutboxMail, PendingLogin, RecoveryCode, TotpSecret, User
 
 from .conftest import PASSWORD, AppFactory, AuthActions, csrf_token
+from .smtp_server import SmtpServer, html_of, smtp_fixture, text_of  # noqa: F401
+from .test_recovery import EMAIL, verified_user
 
 SECRET = re.compile(r'<code class="secret">([A-Z2-7]+)</code>')
 URI = re.compile(r'<code class="uri">([^<]+)</code>')
@@ -444,3 +446,34 @@ async def test_a_used_code_and_a_wrong_one_take_the_same_path(
     wrong = await statements("AAAA-BBBB-CCCC-DDDD")
     assert used
     assert used == wrong
+
+
+async def test_sign_in_events_are_mailed_to_a_verified_address(
+    make_app: AppFactory, smtp: SmtpServer
+) -> None:
+    app = await make_app(MAIL_URL=smtp.url, MAIL_POLL_INTERVAL=0, MAIL_RETRY_BASE=0)
+    client = app.test_client()
+    await verified_user(app, client, smtp)  # one mail: the verification link
+    await enable_totp(AuthActions(client))
+    async with app.test_request_context("/"):
+        user = await User.get(username="alice")
+        await two_factor.notify(user, "passkey_added", name="<b>phone</b>")
+    async with app.app_context():
+        assert await outbox.send_due(app) == 2
+    _, enabled, added = smtp.inbox.wait_for(EMAIL, count=3)
+    assert "Two-factor sign-in was turned on for your account." in text_of(enabled)
+    assert enabled["Subject"] == "A change to how you sign in"
+    assert "A passkey named “<b>phone</b>” was added" in text_of(added)
+    assert "A passkey named “&lt;b&gt;phone&lt;/b&gt;” was added" in html_of(added)
+
+
+async def test_sign_in_events_mail_nobody_without_a_verified_address(
+    make_app: AppFactory, smtp: SmtpServer
+) -> None:
+    app = await make_app(MAIL_URL=smtp.url, MAIL_POLL_INTERVAL=0, MAIL_RETRY_BASE=0)
+    client = app.test_client()
+    assert (await AuthActions(client).register(email="bob@example.com")).status_code == 303
+    await enable_totp(AuthActions(client))
+    async with app.app_context():
+        # The verification link only: the event waits for a verified address.
+        assert [mail.template for mail in await OutboxMail.all()] == ["verify_email"]

@@ -12,17 +12,17 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='ApiToken',
             name='credential_generation',
-            field=fields.IntField(default=0),
+            field=fields.IntField(default=0, db_default=0),
         ),
         ops.AddField(
             model_name='AuthSession',
             name='credential_generation',
-            field=fields.IntField(default=0),
+            field=fields.IntField(default=0, db_default=0),
         ),
         ops.AddField(
             model_name='AuthSession',
             name='device',
-            field=fields.CharField(default='', max_length=160),
+            field=fields.CharField(default='', db_default='', max_length=160),
         ),
         ops.AddIndex(
             model_name='AuthSession',
@@ -31,6 +31,6 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='User',
             name='credential_generation',
-            field=fields.IntField(default=0),
+            field=fields.IntField(default=0, db_default=0),
         ),
     ]
