@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -14,6 +15,7 @@ from typing import Any, cast
 
 from quart import current_app, has_app_context
 from quart_babel import gettext as _
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -27,6 +29,8 @@ from .throttle import Throttle, Throttled, issue_device_cookie
 from .throttle import device_of as throttle_device_of
 
 logger = logging.getLogger("quart_app.auth")
+# Writes that go in the transaction of a credential change.
+Within = Callable[[BaseDBAsyncClient], Awaitable[None]]
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
@@ -281,34 +285,42 @@ async def change_password(
 
 
 async def set_password(
-    user: User, password: str, reason: str, keep_session: int | None = None
+    user: User,
+    password: str,
+    reason: str,
+    keep_session: int | None = None,
+    within: Within | None = None,
 ) -> None:
     """Save a new password and end what the old one made, in one transaction.
 
     Every session (but keep_session) and every API token ends; the credential generation
     moves on, so a login that checked the old password meanwhile makes a dead session.
+    within makes the writes that belong with the change (a reset link used up, a notice
+    queued) in the same transaction; what it raises undoes everything.
     """
     password_hash = await _hasher().hash(password)
-    await _replace_credentials(user, reason, keep_session, password_hash=password_hash)
+    await _replace_credentials(user, reason, keep_session, within, password_hash=password_hash)
     user.password_hash = password_hash
 
 
 async def disable(user: User) -> None:
     """Stop an account from logging in, and end everything it is logged in with."""
-    await _replace_credentials(user, "disabled", None, is_active=False)
+    await _replace_credentials(user, "disabled", None, None, is_active=False)
     user.is_active = False
     log_event("disable", user_id=user.id, username=user.username)
 
 
 async def end_all_logins(user: User, reason: str, keep_session: int | None = None) -> None:
     """End every session (but keep_session) and every API token of user."""
-    await _replace_credentials(user, reason, keep_session)
+    await _replace_credentials(user, reason, keep_session, None)
 
 
 async def _replace_credentials(
-    user: User, reason: str, keep_session: int | None, **fields: Any
+    user: User, reason: str, keep_session: int | None, within: Within | None, **fields: Any
 ) -> None:
     async with sessions.ending(user.id) as ending:
+        if within is not None:
+            await within(ending.connection)
         users = User.filter(id=user.id).using_db(ending.connection)
         await users.update(credential_generation=F("credential_generation") + 1, **fields)
         (generation,) = await users.values_list("credential_generation", flat=True)

@@ -163,12 +163,15 @@ async def reset_password(token_digest: str, password: str, client: str) -> User:
     row = await _valid_digest(token_digest, RESET)
     user = row.user
     accounts.check_password(password, user.username)
-    if not await RecoveryToken.filter(id=row.id).delete():
-        raise InvalidToken()  # used by a request that came at the same moment
-    await accounts.set_password(user, password, "password_reset")
-    await RecoveryToken.filter(user_id=user.id, purpose=RESET).delete()
+
+    async def use_up_and_tell(connection: BaseDBAsyncClient) -> None:
+        if not await RecoveryToken.filter(id=row.id).using_db(connection).delete():
+            raise InvalidToken()  # used by a request that came at the same moment
+        await RecoveryToken.filter(user_id=user.id, purpose=RESET).using_db(connection).delete()
+        await outbox.queue_to_user(user, "password_reset_done", connection)
+
+    await accounts.set_password(user, password, "password_reset", within=use_up_and_tell)
     await accounts.clear_login_throttle(user)
-    await outbox.queue_to_user(user, "password_reset_done")
     accounts.log_event("password_reset", user_id=user.id, username=user.username, ip=client)
     return user
 

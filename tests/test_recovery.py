@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,7 +11,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from quart_app import outbox
+from quart_app import accounts, outbox
 from quart_app.models import OutboxMail, RecoveryToken, User
 
 from .conftest import PASSWORD, AppFactory, AuthActions, csrf_token
@@ -326,3 +327,30 @@ async def test_bad_addresses_are_refused_and_nothing_is_created(
     assert response.status_code in (400, 422)
     assert not await User.filter(username="zed").exists()
     assert await OutboxMail.all().count() == 0
+
+
+async def test_one_link_used_twice_at_once_resets_once(mail_app: Quart, smtp: SmtpServer) -> None:
+    client = mail_app.test_client()
+    await verified_user(mail_app, client, smtp)
+    answer = await client.post("/api/password-reset", json={"identifier": "alice"})
+    assert answer.status_code == 202
+    await send(mail_app)
+    token = path_of(link_in(smtp.inbox.wait_for(EMAIL, 2)[1])).rsplit("/", 1)[1]
+
+    async def confirm(password: str) -> int:
+        response = await mail_app.test_client().post(
+            "/api/password-reset/confirm", json={"token": token, "password": password}
+        )
+        return response.status_code
+
+    first, second = NEW_PASSWORD, NEW_PASSWORD + " too"
+    statuses = await asyncio.gather(confirm(first), confirm(second))
+    assert sorted(statuses) == [204, 400]
+    winner = first if statuses[0] == 204 else second
+    async with mail_app.app_context():
+        user = await User.get(username="alice")
+        assert user.credential_generation == 1  # one password change, not two
+        assert await accounts.authenticate("alice", winner, "127.0.0.1")
+        # The notice of the change is queued once, with the change.
+        notices = await OutboxMail.filter(template="password_reset_done").count()
+        assert notices == 1
