@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, Self
 
 from quart import current_app, request, session
@@ -110,8 +111,14 @@ def _csrf_meta() -> dict[str, Any]:
 
 
 def logout_csrf_token() -> str:
-    """A token for the logout button every page header carries."""
-    return str(LogoutForm(meta=_csrf_meta()).csrf_token.current_token)
+    """A token for the logout button every page header carries.
+
+    LogoutForm's own token (the same SessionCSRF, secret, session and time limit, so the
+    form validates it), made without building the form and its fields on every page.
+    """
+    csrf = SessionCSRF()
+    csrf.form_meta = SimpleNamespace(**_csrf_meta(), csrf_time_limit=CSRFForm.Meta.csrf_time_limit)
+    return str(csrf.generate_csrf_token(None))
 
 
 class ForgotForm(CSRFForm):
