@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
+from babel import Locale
 from babel.support import NullTranslations
 from quart import Quart, g, has_request_context, has_websocket_context, request, websocket
 from quart_babel import Babel, force_locale, get_locale, lazy_gettext
@@ -30,7 +31,17 @@ def select_locale() -> str:
     chosen = connection.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return str(chosen)
+    if not connection.headers.get("Accept-Language"):
+        return DEFAULT  # what best_match answers for no header, without parsing one
     return str(connection.accept_languages.best_match(list(LANGUAGES)) or DEFAULT)
+
+
+# Each language's Locale, parsed once: Quart-Babel would parse the selector's code per request.
+LOCALES = {code: Locale.parse(code) for code in LANGUAGES}
+
+
+def _selected_locale() -> Locale:
+    return LOCALES[select_locale()]
 
 
 def current_language() -> str:
@@ -60,7 +71,7 @@ def in_language(code: str) -> Iterator[None]:
 
 
 def init_app(app: Quart) -> None:
-    Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS))
+    Babel(app, locale_selector=_selected_locale, default_translation_directories=str(TRANSLATIONS))
     # Quart-Babel's callables look the locale and catalogue up again for every string.
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
         gettext=lambda s: translations().ugettext(s),
