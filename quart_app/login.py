@@ -181,8 +181,9 @@ class LoginManager:
         if not view:
             abort(401)
         message = self.expired_message if g.get("_login_expired") else self.login_message
-        if message:
-            await flash(self._localize(message), self.login_message_category)
+        text = self._text(message)
+        if text:
+            await flash(text, self.login_message_category)
         return redirect(_redirect_with_next(view))
 
     async def needs_refresh(self) -> ResponseReturn:
@@ -191,13 +192,20 @@ class LoginManager:
             return await _call(self.needs_refresh_callback)
         if not self.refresh_view:
             abort(401)
-        if self.needs_refresh_message:
-            message = self._localize(self.needs_refresh_message)
-            await flash(message, self.needs_refresh_message_category)
+        text = self._text(self.needs_refresh_message)
+        if text:
+            await flash(text, self.needs_refresh_message_category)
         return redirect(_redirect_with_next(self.refresh_view))
 
-    def _localize(self, message: str) -> str:
-        return message if self.localize_callback is None else self.localize_callback(message)
+    def _text(self, message: str | None) -> str:
+        """The message to flash, localized; translated once (a lazy text would translate
+        again each time it is tested, measured, or written into the session cookie)."""
+        if message is None:
+            return ""
+        text = str(message)
+        if not text or self.localize_callback is None:
+            return text
+        return self.localize_callback(message)
 
     async def _load_user(self) -> None:
         """Resolve current_user once per request: the session cookie, else the request loader."""
