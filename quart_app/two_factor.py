@@ -10,7 +10,6 @@ SHA-256 digests and work once.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import secrets
@@ -31,7 +30,7 @@ from werkzeug.exceptions import Conflict, Unauthorized
 from . import accounts, outbox
 from .i18n import _l
 from .models import Passkey, PendingLogin, RecoveryCode, TotpSecret, User
-from .sessions import pending
+from .sessions import hash_key, pending
 from .throttle import Throttle
 
 ISSUER = "quart_app"
@@ -192,7 +191,7 @@ async def check_code(user: User, code: str, client: str) -> str | None:
     code = _normalize(code)
     if RECOVERY_PATTERN.fullmatch(code):
         used = await RecoveryCode.filter(
-            user_id=user.id, code_hash=_digest(code), used_at__isnull=True
+            user_id=user.id, code_hash=hash_key(code), used_at__isnull=True
         ).update(used_at=datetime.now(UTC))
         if not used:
             return None
@@ -259,7 +258,7 @@ async def _new_recovery_codes(user: User) -> list[str]:
     async with in_transaction() as connection:
         await RecoveryCode.filter(user_id=user.id).using_db(connection).delete()
         await RecoveryCode.bulk_create(
-            [RecoveryCode(user_id=user.id, code_hash=_digest(code)) for code in codes],
+            [RecoveryCode(user_id=user.id, code_hash=hash_key(code)) for code in codes],
             using_db=connection,
         )
     return ["-".join(code[i : i + 4] for i in range(0, 16, 4)) for code in codes]
@@ -268,10 +267,6 @@ async def _new_recovery_codes(user: User) -> list[str]:
 def _normalize(code: str) -> str:
     """The code as typed, without spaces or dashes, upper case: "abcd-efgh..." -> "ABCDEFGH..."."""
     return re.sub(r"[\s-]", "", code[:CODE_MAX]).upper()
-
-
-def _digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def _fernet(secret_key: str) -> Fernet:
