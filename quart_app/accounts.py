@@ -145,10 +145,14 @@ async def register(raw_username: str, password: str, client: str, email: str | N
 
 async def create_user(username: str, password: str, email: str | None = None) -> User:
     """Insert an account whose name, password and address already passed the rules."""
+    return await store_user(username, await _hasher().hash(password), email)
+
+
+async def store_user(username: str, password_hash: str, email: str | None = None) -> User:
+    """Insert an account with its password already hashed; the name's keys decide uniqueness."""
     from . import recovery
 
     name = clean_name(username)
-    password_hash = await _hasher().hash(password)
     async with in_transaction() as connection:
         try:
             # The unique indexes decide between two registrations of one name, or of two

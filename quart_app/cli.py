@@ -15,7 +15,6 @@ import click
 from quart import Quart
 from quart.cli import ScriptInfo
 from tortoise import Tortoise
-from tortoise.exceptions import IntegrityError
 
 from . import accounts, db, two_factor, usernames
 from .models import User
@@ -136,13 +135,8 @@ async def _import_one(username: object, password_hash: object) -> None:
         raise ValueError("the hash is not werkzeug's scrypt or pbkdf2 (nor argon2id)")
     name = accounts.clean_name(username)
     try:
-        await User.create(
-            username=name.shown,
-            username_key=name.key,
-            username_skeleton=name.skeleton,
-            password_hash=password_hash,
-        )
-    except IntegrityError:
+        await accounts.store_user(username, password_hash)
+    except accounts.UsernameTaken:
         if await User.exists(username_key=name.key):
             raise ValueError("a user of that name exists") from None
         other = await User.get_or_none(username_skeleton=name.skeleton)

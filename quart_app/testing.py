@@ -25,8 +25,7 @@ from quart import Quart, Response
 from quart.testing import QuartClient
 from quart.typing import TestClientProtocol, TestWebsocketConnectionProtocol
 
-from . import compat, devices, sessions
-from .accounts import username_key
+from . import accounts, compat, devices, sessions
 from .config import DEFAULTS
 from .login import FRESH_MARK, fresh_mark
 from .models import AuthSession, User
@@ -71,13 +70,12 @@ async def known_hash(app: Quart, password: str = PASSWORD) -> str:
 async def make_user(app: Quart, username: str = "alice", password: str = PASSWORD) -> User:
     """A user whose password is `password`, hashed with app's argon2 settings once per process.
 
-    The account rules are not applied (the user is the test's setup, not its subject).
+    The password rules are not applied (the user is the test's setup, not its subject); the
+    name is stored with the keys that registration gives it.
     """
     password_hash = await known_hash(app, password)
     async with app.app_context():
-        return await User.create(
-            username=username, username_key=username_key(username), password_hash=password_hash
-        )
+        return await accounts.store_user(username, password_hash)
 
 
 async def log_in(
