@@ -17,6 +17,7 @@ import asyncio
 import cProfile
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -37,10 +38,10 @@ def _environment(folder: Path) -> None:
     os.environ.update(
         QUART_INSTANCE_PATH=str(folder / "instance"),
         QUART_DATABASE_URL=f"sqlite://{folder / 'bench.sqlite3'}",
-        QUART_SECRET_KEY="bench-inprocess-secret-key-0123456789abcdef",
+        QUART_SECRET_KEY=secrets.token_urlsafe(32),
         QUART_RATE_LIMITER_ENABLED="false",
     )
-    subprocess.run(
+    subprocess.run(  # noqa: S603  # this interpreter's own quart command
         [str(Path(sys.executable).parent / "quart"), "--app", "quart_app", "migrate"],
         check=True,
         capture_output=True,
@@ -100,7 +101,8 @@ async def _log_in(app: Any) -> str:
     for path, fields in (
         ("/register/", {"username": "bench", "password": "correct horse battery"}),
     ):
-        page = await (await client.get(path, headers=headers, scope_base=where)).get_data(as_text=True)
+        form = await client.get(path, headers=headers, scope_base=where)
+        page = await form.get_data(as_text=True)
         found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
         assert found, f"no csrf_token on {path}"
         data = {**fields, "csrf_token": found.group(1)}
