@@ -101,7 +101,7 @@ async def _log_in(app: Any) -> str:
     form = await client.get("/register/", headers=headers, scope_base=where)
     found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', await form.get_data(as_text=True))
     assert found, "no csrf_token on /register/"
-    password = "correct horse battery"
+    password = "correct horse battery"  # noqa: S105  (a throwaway database's one user)
     data = {"username": "bench", "password": password, "password_confirm": password}
     response = await client.post(
         "/register/", form={**data, "csrf_token": found.group(1)}, headers=headers, scope_base=where
