@@ -23,6 +23,7 @@ from . import (
     recovery_pages,
     security,
     security_pages,
+    signed,
     templating,
     tokens,
     views,
@@ -77,6 +78,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
         instance_relative_config=True,
     )
     templating.init_app(app)
+    signed.init_app(app)
     load_config(app, test_config)
     i18n.init_app(app)
 
