@@ -77,9 +77,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
         instance_path=os.environ.get("QUART_INSTANCE_PATH"),
         instance_relative_config=True,
     )
+    load_config(app, test_config)
     templating.init_app(app)
     signed.init_app(app)
-    load_config(app, test_config)
     i18n.init_app(app)
 
     db.init_app(app)

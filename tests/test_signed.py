@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from quart import Quart, session
@@ -20,7 +22,7 @@ def make(keys: list[str], calls: list[int], salt: str = "test") -> URLSafeTimedS
 
 
 def test_a_token_is_verified_once_and_then_found() -> None:
-    verified, calls = signed.Verified(), []
+    verified, calls = signed.Verified(), list[int]()
     token = URLSafeTimedSerializer(KEYS, salt="test").dumps({"a": 1})
     for _ in range(3):
         assert verified.loads(lambda: make(KEYS, calls), "test", KEYS, token, 60) == {"a": 1}
@@ -28,7 +30,7 @@ def test_a_token_is_verified_once_and_then_found() -> None:
 
 
 def test_a_changed_token_is_checked_and_refused() -> None:
-    verified, calls = signed.Verified(), []
+    verified, calls = signed.Verified(), list[int]()
     token = URLSafeTimedSerializer(KEYS, salt="test").dumps("key")
     verified.loads(lambda: make(KEYS, calls), "test", KEYS, token, 60)
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
@@ -38,21 +40,21 @@ def test_a_changed_token_is_checked_and_refused() -> None:
 
 
 def test_the_age_is_checked_again_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    verified, calls = signed.Verified(), []
+    verified, calls = signed.Verified(), list[int]()
     token = URLSafeTimedSerializer(KEYS, salt="test").dumps("key")
     assert verified.loads(lambda: make(KEYS, calls), "test", KEYS, token, 60) == "key"
-    now = signed.time.time()
-    monkeypatch.setattr(signed.time, "time", lambda: now + 61)
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 61)
     with pytest.raises(SignatureExpired):
         verified.loads(lambda: make(KEYS, calls), "test", KEYS, token, 60)
     assert verified.loads(lambda: make(KEYS, calls), "test", KEYS, token, None) == "key"
-    monkeypatch.setattr(signed.time, "time", lambda: now - 5)  # a clock set back
+    monkeypatch.setattr(time, "time", lambda: now - 5)  # a clock set back
     with pytest.raises(SignatureExpired):
         verified.loads(lambda: make(KEYS, calls), "test", KEYS, token, 60)
 
 
 def test_a_key_taken_out_of_service_refuses_what_it_signed() -> None:
-    verified, calls = signed.Verified(), []
+    verified, calls = signed.Verified(), list[int]()
     token = URLSafeTimedSerializer(["an-older-key"], salt="test").dumps("key")
     assert verified.loads(lambda: make(KEYS, calls), "test", KEYS, token, 60) == "key"
     current = ["the-current-key"]
@@ -63,7 +65,7 @@ def test_a_key_taken_out_of_service_refuses_what_it_signed() -> None:
 
 
 def test_at_most_size_tokens_are_kept_the_least_recently_used_going_first() -> None:
-    verified, calls = signed.Verified(size=2), []
+    verified, calls = signed.Verified(size=2), list[int]()
     serializer = URLSafeTimedSerializer(KEYS, salt="test")
     first, second, third = (serializer.dumps(n) for n in range(3))
     for token in (first, second, first, third):
@@ -88,7 +90,10 @@ async def test_a_request_that_changes_the_session_changes_no_later_one(
     await auth.register()
     async with client.session_transaction() as browser_session:
         browser_session["list"] = ["kept"]
-    cookie = next(c for c in client.cookie_jar if c.name == app.config["SESSION_COOKIE_NAME"])
+    assert client.cookie_jar is not None
+    jar = {c.name: c for c in client.cookie_jar}
+    cookie = jar[app.config["SESSION_COOKIE_NAME"]]
+    assert cookie.value is not None
     for value in ("one", "two"):
         client.set_cookie(cookie.domain, cookie.name, cookie.value, path=cookie.path)
         response = await client.get(f"/test-signed/{value}")

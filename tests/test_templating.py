@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
+import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
@@ -67,3 +69,29 @@ async def _body(client: Client, path: str) -> str:
     response = await client.get(path)
     assert response.status_code < 500, path
     return await response.get_data(as_text=True)
+
+
+async def test_links_are_built_once_and_follow_the_script_root(
+    app: Quart, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+    url_for = app.url_for
+
+    def counting(endpoint: str, **values: Any) -> str:
+        built.append(endpoint)
+        return url_for(endpoint, **values)
+
+    monkeypatch.setattr(app, "url_for", counting)
+    first = await _body(client, "/login/")
+    links = len(built)
+    assert await _body(client, "/login/") == first
+    # The second page built none of the template's links (code may still call url_for).
+    assert {"static", "views.register", "views.set_language"} <= set(built[:links])
+    assert not {"static", "views.register", "views.set_language"} & set(built[links:])
+    mounted = await (await client.get("/login/", root_path="/mounted")).get_data(as_text=True)
+    assert 'href="/mounted/static/style.css"' in mounted
+    assert 'href="/static/style.css"' in await _body(client, "/login/")
+    # A value that differs (the language links' next) is a link of its own.
+    other = await _body(client, "/register/")
+    assert "next=/register/" in other.replace("%2F", "/")
+    assert "next=/login/" not in other.replace("%2F", "/")
