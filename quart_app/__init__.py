@@ -23,6 +23,8 @@ from . import (
     recovery_pages,
     security,
     security_pages,
+    signed,
+    templating,
     tokens,
     views,
 )
@@ -76,6 +78,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Quart:
         instance_relative_config=True,
     )
     load_config(app, test_config)
+    templating.init_app(app)
+    signed.init_app(app)
     i18n.init_app(app)
 
     db.init_app(app)

@@ -18,6 +18,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+from itsdangerous import BadSignature
 from quart import (
     Blueprint,
     Quart,
@@ -36,7 +37,7 @@ from quart.ctx import has_request_context, has_websocket_context
 from quart_auth import Action, AuthUser, QuartAuth
 from werkzeug.local import LocalProxy
 
-from . import devices, sessions
+from . import devices, sessions, signed
 from .mixins import AnonymousUserMixin, UserMixin
 
 logger = logging.getLogger("quart_app.auth")
@@ -72,7 +73,25 @@ LOGIN_DEFAULTS: dict[str, Any] = {
 
 
 class _SessionKeyAuth(QuartAuth):
-    """Quart-Auth, with a remembered cookie lasting what its login_user(duration=) asked."""
+    """Quart-Auth, with a remembered cookie lasting what its login_user(duration=) asked,
+    and each cookie's signature verified once per worker (signed.py)."""
+
+    verified = signed.Verified()
+
+    def load_token(self, token: str, app: Quart | None = None) -> str | None:
+        app = app or current_app
+        keys = signed.signing_keys(app)
+        try:
+            value = self.verified.loads(
+                lambda: self.serializer_class(keys, cast(str, self.salt)),
+                self.salt,
+                keys,
+                token,
+                self.duration,
+            )
+        except BadSignature:  # and SignatureExpired, as Quart-Auth's own
+            return None
+        return cast(str, value)
 
     @property
     def duration(self) -> int | None:

@@ -4,10 +4,14 @@ Every credential is discoverable and user-verified, so a passkey signs in on its
 relying party is PUBLIC_URL's host and origin. Each challenge is kept server-side, bound to
 the browser session that asked for it (its key is in Quart's signed session), for one
 purpose and one use, for five minutes.
+
+py_webauthn (9.5 MiB with what it loads) is imported by the ceremonies that use it, so a
+worker that never sees a passkey does not carry it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -18,22 +22,6 @@ from urllib.parse import urlsplit
 
 from quart import current_app, session
 from quart_babel import gettext as _
-from webauthn import (
-    base64url_to_bytes,
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import bytes_to_base64url
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 from werkzeug.exceptions import BadRequest, NotFound, Unauthorized
 
 from . import accounts
@@ -61,6 +49,15 @@ class InvalidPasskey(Unauthorized):
 class InvalidName(BadRequest):
     error_code = "invalid_field"
     field = "name"
+
+
+def bytes_to_base64url(data: bytes) -> str:
+    """WebAuthn's encoding of bytes (RFC 4648 base64url, unpadded), as py_webauthn's."""
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def base64url_to_bytes(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def relying_party() -> tuple[str, str]:
@@ -123,6 +120,9 @@ async def registration_options(user: User, password: str, client: str) -> dict[s
     await accounts.reauthenticate(user, password, client)
     rp_id, _origin = relying_party()
     existing = await Passkey.filter(user_id=user.id).values_list("credential_id", flat=True)
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers import structs
+
     options = generate_registration_options(
         rp_id=rp_id,
         rp_name=RP_NAME,
@@ -130,13 +130,13 @@ async def registration_options(user: User, password: str, client: str) -> dict[s
         user_id=_user_handle(user),
         challenge=await _new_challenge("register", user.id),
         timeout=TIMEOUT_MS,
-        authenticator_selection=AuthenticatorSelectionCriteria(
-            resident_key=ResidentKeyRequirement.REQUIRED,
+        authenticator_selection=structs.AuthenticatorSelectionCriteria(
+            resident_key=structs.ResidentKeyRequirement.REQUIRED,
             require_resident_key=True,
-            user_verification=UserVerificationRequirement.REQUIRED,
+            user_verification=structs.UserVerificationRequirement.REQUIRED,
         ),
         exclude_credentials=[
-            PublicKeyCredentialDescriptor(id=base64url_to_bytes(str(c))) for c in existing
+            structs.PublicKeyCredentialDescriptor(id=base64url_to_bytes(str(c))) for c in existing
         ],
     )
     result: dict[str, Any] = json.loads(options_to_json(options))
@@ -148,6 +148,9 @@ async def register(user: User, name: str, credential: Any, client: str) -> Passk
     name = clean_name(name)
     challenge = await _take_challenge("register", user.id)
     rp_id, origin = relying_party()
+    from webauthn import verify_registration_response
+    from webauthn.helpers.exceptions import WebAuthnException
+
     try:
         verified = verify_registration_response(
             credential=credential,
@@ -173,16 +176,20 @@ async def register(user: User, name: str, credential: Any, client: str) -> Passk
 async def authentication_options(purpose: str, user: User | None) -> dict[str, Any]:
     """Options for navigator.credentials.get(): any of this site's passkeys, or user's."""
     rp_id, _origin = relying_party()
-    allowed: list[PublicKeyCredentialDescriptor] = []
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers import structs
+
+    allowed: list[structs.PublicKeyCredentialDescriptor] = []
     if user is not None:
         ids = await Passkey.filter(user_id=user.id).values_list("credential_id", flat=True)
-        allowed = [PublicKeyCredentialDescriptor(id=base64url_to_bytes(str(c))) for c in ids]
+        descriptor = structs.PublicKeyCredentialDescriptor
+        allowed = [descriptor(id=base64url_to_bytes(str(c))) for c in ids]
     options = generate_authentication_options(
         rp_id=rp_id,
         challenge=await _new_challenge(purpose, user.id if user is not None else None),
         timeout=TIMEOUT_MS,
         allow_credentials=allowed,
-        user_verification=UserVerificationRequirement.REQUIRED,
+        user_verification=structs.UserVerificationRequirement.REQUIRED,
     )
     result: dict[str, Any] = json.loads(options_to_json(options))
     return result
@@ -199,6 +206,9 @@ async def verify(purpose: str, credential: Any, user: User | None, client: str) 
         accounts.log_event("passkey_failed", purpose=purpose, known=passkey is not None, ip=client)
         raise InvalidPasskey()
     rp_id, origin = relying_party()
+    from webauthn import verify_authentication_response
+    from webauthn.helpers.exceptions import WebAuthnException
+
     try:
         verified = verify_authentication_response(
             credential=credential,

@@ -11,24 +11,29 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import icu
 import precis_i18n
 from precis_i18n.profile import Profile
 
 from .i18n import _l
 from .models import USERNAME_MAX
 
+if TYPE_CHECKING:
+    import icu
+
 USERNAME_MIN = 2
 USERNAME_PUNCTUATION = frozenset("_-.")
-# ICU's restriction levels (UTS #39 section 5.2), by the names of the configuration.
+# ICU's restriction levels (UTS #39 section 5.2), by the names of the configuration: each
+# the name of its icu.URestrictionLevel. ICU itself (13 MiB in each worker) is loaded by the
+# first name checked, not by every process that starts the app.
 RESTRICTION_LEVELS = {
-    "ascii": icu.URestrictionLevel.ASCII,
-    "single_script": icu.URestrictionLevel.SINGLE_SCRIPT_RESTRICTIVE,
-    "highly_restrictive": icu.URestrictionLevel.HIGHLY_RESTRICTIVE,
-    "moderately_restrictive": icu.URestrictionLevel.MODERATELY_RESTRICTIVE,
-    "minimally_restrictive": icu.URestrictionLevel.MINIMALLY_RESTRICTIVE,
-    "unrestrictive": icu.URestrictionLevel.UNRESTRICTIVE,
+    "ascii": "ASCII",
+    "single_script": "SINGLE_SCRIPT_RESTRICTIVE",
+    "highly_restrictive": "HIGHLY_RESTRICTIVE",
+    "moderately_restrictive": "MODERATELY_RESTRICTIVE",
+    "minimally_restrictive": "MINIMALLY_RESTRICTIVE",
+    "unrestrictive": "UNRESTRICTIVE",
 }
 DEFAULT_RESTRICTION_LEVEL = "highly_restrictive"
 # ICU's USPOOF_HIDDEN_OVERLAY, which PyICU's USpoofChecks does not name: a dot above that
@@ -80,10 +85,12 @@ def clean(raw: str, level: str = DEFAULT_RESTRICTION_LEVEL) -> Username:
         )
         if not allowed:
             raise RefusedUsername(BAD_CHARACTERS)
-    checks = _checker(level).check(shown)
-    if checks & (icu.USpoofChecks.RESTRICTION_LEVEL | icu.USpoofChecks.MIXED_NUMBERS):
+    checker = _checker(level)
+    checks = checker.check(shown)
+    spoof = _spoof_checks()
+    if checks & (spoof.RESTRICTION_LEVEL | spoof.MIXED_NUMBERS):
         raise RefusedUsername(MIXED_SCRIPTS)
-    if checks & (icu.USpoofChecks.INVISIBLE | HIDDEN_OVERLAY):
+    if checks & (spoof.INVISIBLE | HIDDEN_OVERLAY):
         raise RefusedUsername(INVISIBLE)
     return Username(shown, key(shown), skeleton_digest(shown))
 
@@ -143,6 +150,15 @@ def _profile(name: str) -> Profile:
 
 @cache
 def _checker(level: str) -> icu.SpoofChecker:
+    import icu
+
     checker = icu.SpoofChecker()
-    checker.setRestrictionLevel(RESTRICTION_LEVELS[level])
+    checker.setRestrictionLevel(getattr(icu.URestrictionLevel, RESTRICTION_LEVELS[level]))
     return checker
+
+
+def _spoof_checks() -> type[icu.USpoofChecks]:
+    import icu
+
+    checks: type[icu.USpoofChecks] = icu.USpoofChecks
+    return checks

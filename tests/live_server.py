@@ -182,6 +182,8 @@ def launch(
         command += ["--config", str(ROOT / "hypercorn.toml")]
     if workers is not None:
         command += ["--workers", str(workers)]
+    # The access log names the worker of each request, which the live tests read.
+    command += ["--access-logfile", "-"]
     command += args  # after --config: the command line wins over the file
     command += ["--bind", f"127.0.0.1:{port}", "quart_app:app"]
     log_path = directory / f"hypercorn-{port}.log"
