@@ -142,3 +142,17 @@ async def test_error_pages_in_chinese(client: Client) -> None:
     assert response.status_code == 404
     assert "页面不存在" in body
     assert "Not Found" not in body
+
+
+@pytest.mark.parametrize(("escaping", "html"), [("true", "&lt;b&gt;"), ("false", "<b>")])
+async def test_template_strings_escape_their_variables_where_the_template_does(
+    app: Quart, escaping: str, html: str
+) -> None:
+    source = (
+        f"{{% autoescape {escaping} %}}"
+        '{{ _("Hello, %(name)s!", name="<b>") }} {{ gettext("100%% sure") }}'
+        "{% endautoescape %}"
+    )
+    async with app.test_request_context("/", headers=ZH):
+        rendered = app.jinja_env.from_string(source).render()
+    assert rendered == f"你好，{html}！ 100% sure"
