@@ -16,13 +16,10 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pyotp
 import segno
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from quart import current_app
 from tortoise.transactions import in_transaction
 from werkzeug.exceptions import Conflict, Unauthorized
@@ -32,6 +29,9 @@ from .i18n import _l
 from .models import Passkey, PendingLogin, RecoveryCode, TotpSecret, User
 from .sessions import hash_key, pending
 from .throttle import Throttle
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 ISSUER = "quart_app"
 RECOVERY_CODES = 10
@@ -269,8 +269,19 @@ def _normalize(code: str) -> str:
     return re.sub(r"[\s-]", "", code[:CODE_MAX]).upper()
 
 
+class UnreadableSecret(Exception):
+    """A stored secret that neither SECRET_KEY nor any of SECRET_KEY_FALLBACKS decrypts."""
+
+
 def _fernet(secret_key: str) -> Fernet:
-    """A Fernet key derived from a secret key, for this one purpose."""
+    """A Fernet key derived from a secret key, for this one purpose.
+
+    cryptography (5.5 MiB in each worker) is loaded by the first secret used, not at start.
+    """
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=KEY_INFO)
     return Fernet(base64.urlsafe_b64encode(hkdf.derive(secret_key.encode())))
 
@@ -280,7 +291,12 @@ def encrypt(secret: str) -> str:
 
 
 def decrypt(token: str) -> tuple[str, bool]:
-    """The secret of token, and whether it was encrypted under an older key (a fallback)."""
+    """The secret of token, and whether it was encrypted under an older key (a fallback).
+
+    Raises UnreadableSecret when no configured key decrypts it.
+    """
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet(current_app.config["SECRET_KEY"]).decrypt(token).decode(), False
     except InvalidToken:
@@ -290,7 +306,7 @@ def decrypt(token: str) -> tuple[str, bool]:
             return _fernet(str(old)).decrypt(token).decode(), True
         except InvalidToken:
             continue
-    raise InvalidToken()
+    raise UnreadableSecret()
 
 
 async def reencrypt_all() -> tuple[int, int]:
@@ -302,7 +318,7 @@ async def reencrypt_all() -> tuple[int, int]:
     for row in await TotpSecret.all():
         try:
             secret, old = decrypt(row.secret)
-        except InvalidToken:
+        except UnreadableSecret:
             unreadable += 1
             continue
         if old:

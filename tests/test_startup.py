@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # Each of these is megabytes in every worker (docs/benchmarks.md, "Memory").
-LAZY = ("webauthn", "icu", "redis")
+LAZY = ("webauthn", "icu", "cryptography", "redis")
 PROBE = """
 import json, sys
 loaded = lambda: sorted(m for m in {lazy!r} if m in sys.modules)
