@@ -130,15 +130,15 @@ async def register(raw_username: str, password: str, client: str, email: str | N
     """
     from . import recovery  # recovery builds on this module
 
-    username = clean_name(raw_username).shown
-    check_password(password, username)
+    name = clean_name(raw_username)
+    check_password(password, name.shown)
     address = recovery.clean_email(email) if email and email.strip() else None
     try:
         await _throttle().hit("REGISTRATIONS_PER_ADDRESS", client)
     except Throttled:
         log_event("register_throttled", ip=client)
         raise
-    user = await create_user(username, password, email=address)
+    user = await _insert(name, await _hasher().hash(password), address)
     log_event("register", user_id=user.id, username=user.username, ip=client)
     return user
 
@@ -150,9 +150,12 @@ async def create_user(username: str, password: str, email: str | None = None) ->
 
 async def store_user(username: str, password_hash: str, email: str | None = None) -> User:
     """Insert an account with its password already hashed; the name's keys decide uniqueness."""
+    return await _insert(clean_name(username), password_hash, email)
+
+
+async def _insert(name: usernames.Username, password_hash: str, email: str | None) -> User:
     from . import recovery
 
-    name = clean_name(username)
     async with in_transaction() as connection:
         try:
             # The unique indexes decide between two registrations of one name, or of two
