@@ -21,7 +21,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 from werkzeug.exceptions import BadRequest, Conflict, Unauthorized
 
-from . import sessions, tokens, usernames
+from . import compat, db, sessions, tokens, usernames
 from .i18n import _l, current_language
 from .models import USERNAME_MAX, User
 from .passwords import PasswordHasher, normalize
@@ -214,8 +214,19 @@ async def find_user(raw_username: str) -> User | None:
     ]
     if not keys:
         return None
-    found = {user.username_key: user for user in await User.filter(username_key__in=keys)}
+    rows = await _users_by_key().rows(keys[0], keys[-1])
+    found = {row["username_key"]: compat.model_from_row(User, row, "") for row in rows}
     return next((found[key] for key in keys if key in found), None)
+
+
+@cache
+def _users_by_key() -> db.Statement:
+    """The accounts of one or two name keys; asked at every login."""
+    columns = ", ".join(f'"{c}"' for c in sorted(compat.db_columns(User)))
+    return db.Statement(
+        f"SELECT {columns} FROM {compat.db_table(User)}"  # noqa: S608  (names from the model)
+        ' WHERE "username_key" IN (?, ?)'
+    )
 
 
 async def reauthenticate(user: User, password: str, client: str) -> None:
