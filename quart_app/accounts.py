@@ -156,23 +156,30 @@ async def store_user(username: str, password_hash: str, email: str | None = None
 async def _insert(name: usernames.Username, password_hash: str, email: str | None) -> User:
     from . import recovery
 
+    if email is None:
+        return await _create(name, password_hash, None)  # one insert: atomic on its own
     async with in_transaction() as connection:
-        try:
-            # The unique indexes decide between two registrations of one name, or of two
-            # names that look alike.
-            user = await User.create(
-                username=name.shown,
-                username_key=name.key,
-                username_skeleton=name.skeleton,
-                password_hash=password_hash,
-                locale=current_language(),
-                using_db=connection,
-            )
-        except IntegrityError:
-            raise UsernameTaken() from None
-        if email is not None:
-            await recovery.add_address(user, email, connection)
+        user = await _create(name, password_hash, connection)
+        await recovery.add_address(user, email, connection)
     return user
+
+
+async def _create(
+    name: usernames.Username, password_hash: str, connection: BaseDBAsyncClient | None
+) -> User:
+    try:
+        # The unique indexes decide between two registrations of one name, or of two
+        # names that look alike.
+        return await User.create(
+            username=name.shown,
+            username_key=name.key,
+            username_skeleton=name.skeleton,
+            password_hash=password_hash,
+            locale=current_language(),
+            using_db=connection,
+        )
+    except IntegrityError:
+        raise UsernameTaken() from None
 
 
 async def authenticate(raw_username: str, password: str, client: str) -> User:
