@@ -21,7 +21,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 from werkzeug.exceptions import BadRequest, Conflict, Unauthorized
 
-from . import sessions, tokens, usernames
+from . import compat, db, sessions, tokens, usernames
 from .i18n import _l, current_language
 from .models import USERNAME_MAX, User
 from .passwords import PasswordHasher, normalize
@@ -130,15 +130,15 @@ async def register(raw_username: str, password: str, client: str, email: str | N
     """
     from . import recovery  # recovery builds on this module
 
-    username = clean_name(raw_username).shown
-    check_password(password, username)
+    name = clean_name(raw_username)
+    check_password(password, name.shown)
     address = recovery.clean_email(email) if email and email.strip() else None
     try:
         await _throttle().hit("REGISTRATIONS_PER_ADDRESS", client)
     except Throttled:
         log_event("register_throttled", ip=client)
         raise
-    user = await create_user(username, password, email=address)
+    user = await _insert(name, await _hasher().hash(password), address)
     log_event("register", user_id=user.id, username=user.username, ip=client)
     return user
 
@@ -150,26 +150,36 @@ async def create_user(username: str, password: str, email: str | None = None) ->
 
 async def store_user(username: str, password_hash: str, email: str | None = None) -> User:
     """Insert an account with its password already hashed; the name's keys decide uniqueness."""
+    return await _insert(clean_name(username), password_hash, email)
+
+
+async def _insert(name: usernames.Username, password_hash: str, email: str | None) -> User:
     from . import recovery
 
-    name = clean_name(username)
+    if email is None:
+        return await _create(name, password_hash, None)  # one insert: atomic on its own
     async with in_transaction() as connection:
-        try:
-            # The unique indexes decide between two registrations of one name, or of two
-            # names that look alike.
-            user = await User.create(
-                username=name.shown,
-                username_key=name.key,
-                username_skeleton=name.skeleton,
-                password_hash=password_hash,
-                locale=current_language(),
-                using_db=connection,
-            )
-        except IntegrityError:
-            raise UsernameTaken() from None
-        if email is not None:
-            await recovery.add_address(user, email, connection)
+        user = await _create(name, password_hash, connection)
+        await recovery.add_address(user, email, connection)
     return user
+
+
+async def _create(
+    name: usernames.Username, password_hash: str, connection: BaseDBAsyncClient | None
+) -> User:
+    try:
+        # The unique indexes decide between two registrations of one name, or of two
+        # names that look alike.
+        return await User.create(
+            username=name.shown,
+            username_key=name.key,
+            username_skeleton=name.skeleton,
+            password_hash=password_hash,
+            locale=current_language(),
+            using_db=connection,
+        )
+    except IntegrityError:
+        raise UsernameTaken() from None
 
 
 async def authenticate(raw_username: str, password: str, client: str) -> User:
@@ -211,8 +221,19 @@ async def find_user(raw_username: str) -> User | None:
     ]
     if not keys:
         return None
-    found = {user.username_key: user for user in await User.filter(username_key__in=keys)}
+    rows = await _users_by_key().rows(keys[0], keys[-1])
+    found = {row["username_key"]: compat.model_from_row(User, row, "") for row in rows}
     return next((found[key] for key in keys if key in found), None)
+
+
+@cache
+def _users_by_key() -> db.Statement:
+    """The accounts of one or two name keys; asked at every login."""
+    columns = ", ".join(f'"{c}"' for c in sorted(compat.db_columns(User)))
+    return db.Statement(
+        f"SELECT {columns} FROM {compat.db_table(User)}"  # noqa: S608  (names from the model)
+        ' WHERE "username_key" IN (?, ?)'
+    )
 
 
 async def reauthenticate(user: User, password: str, client: str) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 from datetime import datetime, timedelta
-from typing import cast
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 from tortoise.expressions import Q
 
 from .. import compat
+from ..db import Statement
 from ..models import AuthSession, User
 
 # Ids are deleted in batches of this size: asyncpg takes at most 32,767 parameters.
@@ -72,16 +72,16 @@ async def delete(
     return deleted
 
 
+# Asked at every login.
+_BEYOND = Statement(
+    f'SELECT "id" FROM {compat.db_table(AuthSession)}'  # noqa: S608  (a name from the model)
+    ' WHERE "user_id" = ? ORDER BY "last_seen_at" DESC, "id" DESC LIMIT 2147483647 OFFSET ?'
+)
+
+
 async def beyond(user_id: int, cap: int) -> list[int]:
     """The ids of user_id's sessions past the cap most recently used ones."""
-    ids = (
-        await AuthSession.filter(user_id=user_id)
-        .order_by("-last_seen_at", "-id")
-        .offset(cap)
-        .limit(2**31 - 1)
-        .values_list("id", flat=True)
-    )
-    return cast(list[int], ids)
+    return [int(row["id"]) for row in await _BEYOND.rows(user_id, cap)]
 
 
 async def page(user_id: int, offset: int, limit: int) -> list[AuthSession]:
