@@ -7,7 +7,6 @@ import hashlib
 from datetime import datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.connection import get_connection
 from tortoise.expressions import Q
 
 from .. import compat
@@ -25,9 +24,7 @@ def hash_key(key: str) -> str:
 
 async def lookup(key_hash: str) -> tuple[AuthSession, User] | None:
     """The session of key_hash and its user, read in one query; None when there is none."""
-    connection = get_connection("default")
-    sql = _lookup_sql(connection.capabilities.dialect)
-    rows = await connection.execute_query_dict(sql, [key_hash])
+    rows = await _lookup().rows(key_hash)
     if not rows:
         return None
     row = rows[0]
@@ -42,14 +39,14 @@ _SESSION, _USER = "s_", "u_"
 
 
 @functools.cache
-def _lookup_sql(dialect: str) -> str:
+def _lookup() -> Statement:
+    """Built at first use: the models' columns are known once Tortoise has started."""
     columns = [f's."{c}" AS "{_SESSION}{c}"' for c in sorted(compat.db_columns(AuthSession))]
     columns += [f'u."{c}" AS "{_USER}{c}"' for c in sorted(compat.db_columns(User))]
-    placeholder = "$1" if dialect == "postgres" else "?"
-    return (  # names from the models; the key is a parameter
+    return Statement(  # names from the models; the key is a parameter
         f"SELECT {', '.join(columns)} FROM {compat.db_table(AuthSession)} s"  # noqa: S608
         f" JOIN {compat.db_table(User)} u ON u.id = s.user_id"
-        f" WHERE s.key_hash = {placeholder}"
+        " WHERE s.key_hash = ?"
     )
 
 
