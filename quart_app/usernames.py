@@ -85,12 +85,12 @@ def clean(raw: str, level: str = DEFAULT_RESTRICTION_LEVEL) -> Username:
         )
         if not allowed:
             raise RefusedUsername(BAD_CHARACTERS)
-    checker = _checker(level)
-    checks = checker.check(shown)
-    spoof = _spoof_checks()
-    if checks & (spoof.RESTRICTION_LEVEL | spoof.MIXED_NUMBERS):
+    import icu  # loaded by the first name checked (RESTRICTION_LEVELS)
+
+    checks = _checker(level).check(shown)
+    if checks & (icu.USpoofChecks.RESTRICTION_LEVEL | icu.USpoofChecks.MIXED_NUMBERS):
         raise RefusedUsername(MIXED_SCRIPTS)
-    if checks & (spoof.INVISIBLE | HIDDEN_OVERLAY):
+    if checks & (icu.USpoofChecks.INVISIBLE | HIDDEN_OVERLAY):
         raise RefusedUsername(INVISIBLE)
     return Username(shown, key(shown), skeleton_digest(shown))
 
@@ -155,10 +155,3 @@ def _checker(level: str) -> icu.SpoofChecker:
     checker = icu.SpoofChecker()
     checker.setRestrictionLevel(getattr(icu.URestrictionLevel, RESTRICTION_LEVELS[level]))
     return checker
-
-
-def _spoof_checks() -> type[icu.USpoofChecks]:
-    import icu
-
-    checks: type[icu.USpoofChecks] = icu.USpoofChecks
-    return checks
