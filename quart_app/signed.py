@@ -81,27 +81,26 @@ class CookieSessionInterface(SecureCookieSessionInterface):
 
     def get_signing_serializer(self, app: Quart) -> URLSafeTimedSerializer | None:
         """Quart's serializer, made once per set of keys rather than per open and save."""
+        return self._signing(app)[1]
+
+    def _signing(self, app: Quart) -> tuple[Keys, URLSafeTimedSerializer | None]:
         keys = tuple(signing_keys(app))
         if self._serializer is None or self._serializer[0] != keys:
             self._serializer = (keys, super().get_signing_serializer(app))
-        return self._serializer[1]
+        return self._serializer
 
     async def open_session(
         self, app: Quart, request: BaseRequestWebsocket
     ) -> SecureCookieSession | None:
-        if not app.secret_key:
-            return None
+        keys, serializer = self._signing(app)
+        if serializer is None:
+            return None  # no secret key, as Quart's own
         cookie = request.cookies.get(self.get_cookie_name(app))
         if cookie is None:
             return self.session_class()
         max_age = int(app.permanent_session_lifetime.total_seconds())
-        serializer = self.get_signing_serializer(app)
-        if serializer is None:
-            return None
         try:
-            data = self.verified.loads(
-                lambda: serializer, self.salt, signing_keys(app), cookie, max_age
-            )
+            data = self.verified.loads(lambda: serializer, self.salt, keys, cookie, max_age)
         except BadSignature:
             return self.session_class()
         return self.session_class(copy.deepcopy(data))
