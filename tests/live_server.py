@@ -184,6 +184,10 @@ def launch(
         command += ["--workers", str(workers)]
     # The access log names the worker of each request, which the live tests read.
     command += ["--access-logfile", "-"]
+    # Hypercorn 0.18 keeps a closed WebSocket's connection until its ping task wakes (it
+    # sleeps the whole interval before it looks), and a stop waits for that connection up to
+    # graceful_timeout: 5 s after every browser test with the 20 s of hypercorn.toml.
+    command += ["--websocket-ping-interval", "1"]
     command += args  # after --config: the command line wins over the file
     command += ["--bind", f"127.0.0.1:{port}", "quart_app:app"]
     log_path = directory / f"hypercorn-{port}.log"
