@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -91,12 +94,41 @@ async def recreate_database(url: str) -> None:
         await admin.close()
 
 
+# On SQLite each app gets a copy of one database file migrated once per process: migrating
+# an empty database replays Tortoise's model states, about 0.2 s of every test's setup.
+_migrated_sqlite: list[Path] = []
+
+
+async def migrated_sqlite(factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file with every migration applied and no rows, made at the first call."""
+    if not _migrated_sqlite:
+        template = factory.mktemp("migrated") / "migrated.sqlite3"
+        test_app = create_app(base_config(DATABASE_URL=f"sqlite://{template}")).test_app()
+        await test_app.startup()
+        await test_app.shutdown()
+        _migrated_sqlite.append(template)
+    return _migrated_sqlite[0]
+
+
+def sqlite_copy(template: Path, directory: Path) -> str:
+    """The URL of a new copy of template in directory; its writes are not synced to disk."""
+    directory.mkdir(parents=True, exist_ok=True)
+    copy = directory / f"db-{secrets.token_hex(4)}.sqlite3"
+    shutil.copyfile(template, copy)
+    return f"sqlite://{copy}?synchronous=OFF"
+
+
 @pytest.fixture
-async def make_app(tmp_path: Any) -> AsyncIterator[AppFactory]:
-    """Start apps with configuration overrides; each gets an empty database."""
+async def make_app(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AppFactory]:
+    """Start apps with configuration overrides; each gets an empty database of its own."""
     started: list[Any] = []
 
     async def factory(**overrides: Any) -> Quart:
+        if not USE_POSTGRES and "DATABASE_URL" not in overrides:
+            template = await migrated_sqlite(tmp_path_factory)
+            overrides["DATABASE_URL"] = sqlite_copy(template, tmp_path / "databases")
         app = create_app(base_config(**overrides))
         app.instance_path = str(tmp_path / "instance")
         test_app = app.test_app()
